@@ -1,0 +1,1 @@
+"""Video -> talking-portrait dataset (``dtnerf-process``). See ``dataset_layout`` for what is written."""

@@ -1,0 +1,5 @@
+"""``python -m data_processing`` is ``dtnerf-process``."""
+
+from data_processing.process_video import entrypoint
+
+entrypoint()

@@ -1,0 +1,175 @@
+"""Per-frame region masks, the semantic map and the head-less image, from landmarks and the person mask."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import lru_cache
+
+import cv2
+import numpy as np
+from jaxtyping import Bool, Float, UInt8
+
+from data_processing import face_regions as fr
+from data_processing.semantic_classes import CLASS_ID
+
+
+@dataclass
+class FrameMasks:
+    """Boolean [H, W] masks of one frame."""
+
+    face: np.ndarray
+    """Inside the face-mesh outline (forehead to chin, cheek to cheek)."""
+    mouth: np.ndarray
+    """Lips and inner mouth, dilated by ``mouth_dilation`` of the face width."""
+    eyes: np.ndarray
+    person: np.ndarray
+    """Selfie segmentation."""
+    head: np.ndarray
+    """Person above the jaw line, plus the face: hair, ears and face."""
+    neck: np.ndarray
+    torso: np.ndarray
+    """Person minus head and neck."""
+
+
+def _fill(shape, polygons) -> np.ndarray:
+    canvas = np.zeros(shape, np.uint8)
+    cv2.fillPoly(canvas, polygons, 1)
+    return canvas.astype(bool)
+
+
+@lru_cache(maxsize=8)
+def _disk(radius: int) -> np.ndarray:
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    if radius <= 0:
+        return mask
+    return cv2.dilate(mask.astype(np.uint8), _disk(radius)).astype(bool)
+
+
+def face_width(landmarks: Float[np.ndarray, "478 3"]) -> float:
+    return float(np.linalg.norm(landmarks[fr.LEFT_CHEEK, :2] - landmarks[fr.RIGHT_CHEEK, :2]))
+
+
+def frame_masks(
+    landmarks: Float[np.ndarray, "478 3"],
+    person: Bool[np.ndarray, "h w"],
+    mouth_dilation: float = 0.04,
+    neck_length: float = 0.6,
+) -> FrameMasks:
+    """Region masks of one frame.
+
+    Args:
+        landmarks: face-mesh landmarks in pixels.
+        person: selfie-segmentation mask.
+        mouth_dilation: dilation of the lips outline, as a fraction of the face width.
+        neck_length: how far below the chin the neck reaches, as a fraction of the face height.
+    """
+    h, w = person.shape
+    xy = landmarks[:, :2]
+    fw = face_width(landmarks)
+    face_h = float(np.linalg.norm(xy[fr.FOREHEAD] - xy[fr.CHIN]))
+    face = _fill((h, w), [fr.outline(xy, fr.FACE_OVAL)])
+    mouth = _dilate(_fill((h, w), [fr.outline(xy, fr.LIPS_OUTER)]), int(round(mouth_dilation * fw)))
+    eyes = _dilate(_fill((h, w), [fr.outline(xy, fr.RIGHT_EYE), fr.outline(xy, fr.LEFT_EYE)]), max(1, int(0.01 * fw)))
+
+    # Above the jaw line: the jaw from one jaw angle down round the chin to the other,
+    # continued sideways to the image edges at the jaw angles' height (so ears, ear lobes and
+    # hair beside the face count as head), closed along the top of the image.
+    oval = fr.FACE_OVAL
+    a, b = oval.index(fr.LEFT_JAW_ANGLE), oval.index(fr.RIGHT_JAW_ANGLE)
+    jaw = xy[oval[a : b + 1]]  # left jaw angle -> chin -> right jaw angle, in outline order
+    edge_left, edge_right = (w, -1) if jaw[0, 0] > jaw[-1, 0] else (-1, w)
+    above = np.concatenate(
+        [[[edge_left, jaw[0, 1]]], jaw, [[edge_right, jaw[-1, 1]], [edge_right, -1], [edge_left, -1]]]
+    )
+    above_jaw = _fill((h, w), [np.round(above).astype(np.int32)])
+    head = (person & above_jaw) | face
+
+    # Neck: person below the jaw, within the jaw's width, down to neck_length x face height.
+    chin = xy[fr.CHIN]
+    cx = 0.5 * (xy[fr.LEFT_CHEEK, 0] + xy[fr.RIGHT_CHEEK, 0])
+    band = np.zeros((h, w), bool)
+    x0, x1 = int(max(0, cx - 0.38 * fw)), int(min(w, cx + 0.38 * fw))
+    y1 = int(min(h, chin[1] + neck_length * face_h))
+    band[:y1, x0:x1] = True
+    neck = person & band & ~head
+    torso = person & ~head & ~neck
+    return FrameMasks(face=face, mouth=mouth, eyes=eyes, person=person, head=head, neck=neck, torso=torso)
+
+
+def semantic_map(landmarks: Float[np.ndarray, "478 3"], masks: FrameMasks) -> UInt8[np.ndarray, "h w"]:
+    """Label map with the 12 SAHS classes (see ``semantic_classes``); later rules overwrite earlier ones."""
+    h, w = masks.person.shape
+    xy = landmarks[:, :2]
+    fw = face_width(landmarks)
+    sem = np.zeros((h, w), np.uint8)
+    sem[masks.torso] = CLASS_ID["torso"]
+    sem[masks.neck] = CLASS_ID["neck"]
+    sem[masks.head] = CLASS_ID["hair"]
+
+    # Ears: beside the face outline, from eyebrow to nose-bottom height, within 0.2 face widths.
+    y_top = min(xy[fr.RIGHT_EYEBROW, 1].min(), xy[fr.LEFT_EYEBROW, 1].min())
+    y_bottom = xy[fr.NOSE_BOTTOM, 1]
+    ears = np.zeros((h, w), bool)
+    for cheek in (fr.RIGHT_CHEEK, fr.LEFT_CHEEK):
+        x = xy[cheek, 0]
+        ears[int(max(0, y_top)) : int(max(0, y_bottom)), int(max(0, x - 0.2 * fw)) : int(max(0, x + 0.2 * fw))] = True
+    sem[ears & masks.head & ~masks.face] = CLASS_ID["ears"]
+
+    sem[masks.face] = CLASS_ID["skin"]
+    nose = cv2.convexHull(fr.outline(xy, fr.nose_points()))
+    brow_r = max(1, int(0.012 * fw))
+    for name, polygons, grow in (
+        ("nose", [nose], 0),
+        ("eyebrows", [fr.outline(xy, fr.RIGHT_EYEBROW), fr.outline(xy, fr.LEFT_EYEBROW)], brow_r),
+        ("eyes", [fr.outline(xy, fr.RIGHT_EYE), fr.outline(xy, fr.LEFT_EYE)], 0),
+        ("lips", [fr.outline(xy, fr.LIPS_OUTER)], 0),
+        ("inner_mouth", [fr.outline(xy, fr.LIPS_INNER)], 0),
+    ):
+        sem[_dilate(_fill((h, w), polygons), grow)] = CLASS_ID[name]
+    return sem
+
+
+def headless_image(
+    frame: UInt8[np.ndarray, "h w 3"], background: UInt8[np.ndarray, "h w 3"], masks: FrameMasks
+) -> UInt8[np.ndarray, "h w 3"]:
+    """The frame's torso over the static background, with head and neck removed.
+
+    This is what the head NeRF is composited over (ER-NeRF's ``bg + torso`` image).
+    """
+    out = background.copy()
+    out[masks.torso] = frame[masks.torso]
+    return out
+
+
+class BackgroundAccumulator:
+    """Static background from pixels the person never covers, averaged over the clip.
+
+    Pixels covered in every frame are filled by inpainting from their surroundings.
+    """
+
+    def __init__(self, height: int, width: int, margin: int = 4):
+        self.sum = np.zeros((height, width, 3), np.float64)
+        self.count = np.zeros((height, width), np.int32)
+        self.margin = margin
+
+    def add(self, frame: np.ndarray, person: np.ndarray) -> None:
+        # Stay clear of the segmentation's soft edge; cv2.accumulate is ~10x faster than numpy indexing.
+        free = (~_dilate(person, self.margin)).astype(np.uint8)
+        cv2.accumulate(frame, self.sum, mask=free)
+        self.count += free
+
+    def result(self) -> tuple:
+        """Background RGB uint8 and the fraction of pixels that had to be filled."""
+        seen = self.count > 0
+        bg = np.zeros(self.sum.shape, np.uint8)
+        bg[seen] = np.round(self.sum[seen] / self.count[seen, None]).astype(np.uint8)
+        missing = ~seen
+        if missing.any():
+            if seen.any():
+                bg = cv2.inpaint(bg, missing.astype(np.uint8), 5, cv2.INPAINT_TELEA)
+            else:
+                bg[:] = 255  # the person covers everything: fall back to white, like ER-NeRF's default
+        return bg, float(missing.mean())

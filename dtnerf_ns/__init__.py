@@ -1,0 +1,1 @@
+"""DT-NeRF (audio-driven talking portraits) as a Nerfstudio method plugin."""

@@ -1,0 +1,1 @@
+"""Building blocks of the DT-NeRF field: hash grids, triplanes, audio networks, align transformer, fusion."""

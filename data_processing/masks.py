@@ -55,16 +55,20 @@ def face_width(landmarks: Float[np.ndarray, "478 3"]) -> float:
 def frame_masks(
     landmarks: Float[np.ndarray, "478 3"],
     person: Bool[np.ndarray, "h w"],
+    image: UInt8[np.ndarray, "h w 3"],
     mouth_dilation: float = 0.04,
     neck_length: float = 0.6,
+    skin_tolerance: float = 14.0,
 ) -> FrameMasks:
     """Region masks of one frame.
 
     Args:
         landmarks: face-mesh landmarks in pixels.
         person: selfie-segmentation mask.
+        image: the RGB frame (the neck is told from clothing by its skin colour).
         mouth_dilation: dilation of the lips outline, as a fraction of the face width.
-        neck_length: how far below the chin the neck reaches, as a fraction of the face height.
+        neck_length: how far below the chin the neck may reach, as a fraction of the face height.
+        skin_tolerance: largest Cr/Cb distance from the face's median skin colour for neck pixels.
     """
     h, w = person.shape
     xy = landmarks[:, :2]
@@ -87,14 +91,25 @@ def frame_masks(
     above_jaw = _fill((h, w), [np.round(above).astype(np.int32)])
     head = (person & above_jaw) | face
 
-    # Neck: person below the jaw, within the jaw's width, down to neck_length x face height.
+    # Neck: skin-coloured person pixels below the jaw, within the jaw's width, down to
+    # neck_length x face height, connected to the face (so a collar or jacket stays torso).
     chin = xy[fr.CHIN]
     cx = 0.5 * (xy[fr.LEFT_CHEEK, 0] + xy[fr.RIGHT_CHEEK, 0])
     band = np.zeros((h, w), bool)
     x0, x1 = int(max(0, cx - 0.38 * fw)), int(min(w, cx + 0.38 * fw))
     y1 = int(min(h, chin[1] + neck_length * face_h))
     band[:y1, x0:x1] = True
-    neck = person & band & ~head
+    candidates = person & band & ~head
+    if candidates.any():
+        crcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(np.float32)
+        skin_ref = np.median(crcb[face & ~mouth & ~eyes], axis=0)
+        skin = np.abs(crcb - skin_ref).max(axis=-1) < skin_tolerance
+        candidates &= skin
+        count, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=8)
+        touching = np.unique(labels[_dilate(face, 3) & candidates])
+        neck = np.isin(labels, touching[touching > 0])
+    else:
+        neck = candidates
     torso = person & ~head & ~neck
     return FrameMasks(face=face, mouth=mouth, eyes=eyes, person=person, head=head, neck=neck, torso=torso)
 

@@ -326,7 +326,7 @@ class Pipeline:
         def one(i: int) -> np.ndarray:
             image = read_image(layout.image_path(root, i))
             person = read_mask(layout.mask_path(root, "person", i))
-            m = frame_masks(landmarks[i], person)
+            m = frame_masks(landmarks[i], person, image)
             for kind in layout.MASK_KINDS:
                 if kind != "person":
                     write_mask(layout.mask_path(root, kind, i), getattr(m, kind))
@@ -435,7 +435,7 @@ class Pipeline:
             root,
             picks,
             landmarks,
-            lambda i: frame_masks(landmarks[i], person_masks(i)),
+            lambda i: frame_masks(landmarks[i], person_masks(i), read_image(layout.image_path(root, i))),
             lambda i: read_image(layout.semantics_path(root, i), grayscale=True),
             [
                 ("audio energy", feats[:, 8, :].mean(1), (0, 120, 0)),

@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import shlex
 import sys
 import time
 from dataclasses import dataclass
@@ -84,7 +85,7 @@ class ProcessVideo:
         )
         console.print(f"  report:        {self.output_dir / 'report.json'}")
         console.print(f"  contact sheet: {self.output_dir / 'contact_sheet.png'}")
-        console.print(f"  train with:    ns-train dtnerf --data {self.output_dir}")
+        console.print(f"  train with:    ns-train dtnerf --data {shlex.quote(str(self.output_dir))}")
         return 0
 
 

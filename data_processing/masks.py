@@ -100,16 +100,17 @@ def frame_masks(
     y1 = int(min(h, chin[1] + neck_length * face_h))
     band[:y1, x0:x1] = True
     candidates = person & band & ~head
-    if candidates.any():
-        crcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)[..., 1:].astype(np.float32)
-        skin_ref = np.median(crcb[face & ~mouth & ~eyes], axis=0)
-        skin = np.abs(crcb - skin_ref).max(axis=-1) < skin_tolerance
-        candidates &= skin
-        count, labels = cv2.connectedComponents(candidates.astype(np.uint8), connectivity=8)
-        touching = np.unique(labels[_dilate(face, 3) & candidates])
-        neck = np.isin(labels, touching[touching > 0])
-    else:
-        neck = candidates
+    neck = np.zeros((h, w), bool)
+    if y1 > 0 and x1 > x0 and candidates[:y1, x0:x1].any():
+        # Skin test on the band only, with cv2.inRange on 8-bit Cr/Cb (fast).
+        ycrcb = cv2.cvtColor(image, cv2.COLOR_RGB2YCrCb)
+        skin_ref = np.median(ycrcb[face & ~mouth & ~eyes][:, 1:], axis=0)
+        lo = np.array([0, *(skin_ref - skin_tolerance)]).clip(0, 255)
+        hi = np.array([255, *(skin_ref + skin_tolerance)]).clip(0, 255)
+        roi = candidates[:y1, x0:x1] & (cv2.inRange(ycrcb[:y1, x0:x1], lo, hi) > 0)
+        _, labels = cv2.connectedComponents(roi.astype(np.uint8), connectivity=8)
+        touching = np.unique(labels[_dilate(face[:y1, x0:x1], 3) & roi])
+        neck[:y1, x0:x1] = np.isin(labels, touching[touching > 0])
     torso = person & ~head & ~neck
     return FrameMasks(face=face, mouth=mouth, eyes=eyes, person=person, head=head, neck=neck, torso=torso)
 

@@ -8,6 +8,7 @@ Example::
 
 from __future__ import annotations
 
+import os
 import shlex
 import sys
 import time
@@ -31,7 +32,7 @@ class ProcessVideo:
     An interrupted run resumes when the same command is run again.
     """
 
-    video: tyro.conf.Positional[Path]
+    video: Annotated[Path, tyro.conf.Positional, tyro.conf.arg(metavar="VIDEO")]
     """Input video (mp4, mov, mkv, ...) of one person talking, a few minutes long."""
     output_dir: Annotated[Path, tyro.conf.arg(aliases=["-o"])]
     """Directory to write the dataset to."""
@@ -91,6 +92,9 @@ class ProcessVideo:
 
 def entrypoint() -> None:
     """Console-script entry point: one clear line and a non-zero exit on bad input."""
+    # mediapipe logs through glog/absl at start-up; keep the terminal for our own messages.
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = tyro.cli(ProcessVideo)
     try:
         code = args.main()

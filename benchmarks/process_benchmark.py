@@ -30,22 +30,27 @@ def repeat_clip(src: Path, dst: Path, minutes: float) -> None:
         duration = float(probe.duration / 1e6)
     repeats = max(1, int(round(minutes * 60 / duration)))
     with av.open(str(dst), "w") as out:
-        outs = {}
-        offset = {}
-        for r in range(repeats):
+        outs, offset, end = {}, {}, {}
+        for _ in range(repeats):
             with av.open(str(src)) as inp:
                 for s in inp.streams:
                     if s.index not in outs:
                         outs[s.index] = out.add_stream_from_template(s)
+                        offset[s.index] = end[s.index] = 0
+                first = {}
                 for packet in inp.demux():
                     if packet.dts is None:
                         continue
-                    s = packet.stream
-                    shift = int(round(r * duration / s.time_base))
+                    i = packet.stream.index
+                    # Each copy starts where the previous one ended, so timestamps keep rising.
+                    first.setdefault(i, packet.dts)
+                    shift = offset[i] - first[i]
                     packet.pts += shift
                     packet.dts += shift
-                    packet.stream = outs[s.index]
+                    end[i] = max(end[i], packet.dts + (packet.duration or 1))
+                    packet.stream = outs[i]
                     out.mux(packet)
+                offset.update(end)
 
 
 def main() -> int:

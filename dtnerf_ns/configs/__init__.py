@@ -1,0 +1,1 @@
+"""Nerfstudio method configurations (entry points)."""

@@ -1,0 +1,1 @@
+"""DT-NeRF data: dataparser (``dtnerf-data``), per-pixel dataset and datamanager."""

@@ -1,0 +1,204 @@
+"""Dataparser ``dtnerf-data``: reads a dataset written by ``dtnerf-process`` (layout: data_processing/dataset_layout.py).
+
+Cameras carry ``times`` (``frame_index / (num_frames - 1)``, written by dtnerf-process): the model maps a ray's time
+back to its frame (``round(time * (N - 1))``) to look up the frame's audio window and blink. Per-frame arrays travel
+in ``DataparserOutputs.metadata`` (never through the pixel sampler); per-image extra files (headless image, face and
+mouth masks) travel as per-image file lists read by :class:`~dtnerf_ns.data.dtnerf_dataset.DTNeRFDataset`.
+
+The dataset is checked before anything trains; a problem raises :class:`DTNeRFDatasetError` whose message is one
+line naming the offending file.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple, Type
+
+import numpy as np
+import torch
+from nerfstudio.cameras.cameras import Cameras, CameraType
+from nerfstudio.data.dataparsers.base_dataparser import DataParser, DataParserConfig, DataparserOutputs
+from nerfstudio.data.scene_box import SceneBox
+
+from data_processing import dataset_layout as layout
+
+
+class DTNeRFDatasetError(Exception):
+    """The directory is not a usable dtnerf dataset; the message is one line naming the file."""
+
+
+@dataclass
+class DTNeRFDataParserConfig(DataParserConfig):
+    """Reads a talking-portrait dataset written by ``dtnerf-process``."""
+
+    _target: Type = field(default_factory=lambda: DTNeRFDataParser)
+    """Target class to instantiate."""
+    data: Path = Path("data/dtnerf/portrait")
+    """Dataset directory (the output of ``dtnerf-process``)."""
+    downscale_factor: float = 1.0
+    """Divide image resolution by this (images, masks and headless images are resized when loaded)."""
+    aabb: Tuple[Tuple[float, float, float], Tuple[float, float, float]] = ((-1.5, -1.9, -1.5), (1.5, 1.5, 1.5))
+    """Scene box (min, max) in world units (face width = 1, head at the origin); y extends down to cover the neck."""
+    check_files: bool = True
+    """Check that every frame's image, headless image and face/mouth masks exist before training."""
+
+
+def _fail(path: Path, problem: str) -> DTNeRFDatasetError:
+    return DTNeRFDatasetError(f"{path}: {problem}")
+
+
+def _load_array(path: Path, expected: Tuple[Optional[int], ...], what: str) -> np.ndarray:
+    """Loads a .npy file and checks its shape (None = any size); raises DTNeRFDatasetError naming the file."""
+    if not path.is_file():
+        raise _fail(path, f"missing ({what})")
+    try:
+        array = np.load(path)
+    except (OSError, ValueError) as err:
+        raise _fail(path, f"unreadable ({what}): {str(err).splitlines()[0] if str(err) else type(err).__name__}")
+    shape_ok = array.ndim == len(expected) and all(e is None or e == s for e, s in zip(expected, array.shape))
+    if not shape_ok:
+        want = "[" + ", ".join("*" if e is None else str(e) for e in expected) + "]"
+        raise _fail(path, f"{what} has shape {list(array.shape)}, expected {want} (one per frame)")
+    return array.astype(np.float32)
+
+
+@dataclass
+class DTNeRFDataParser(DataParser):
+    """DT-NeRF dataparser (see module docstring)."""
+
+    config: DTNeRFDataParserConfig
+    includes_time: bool = True  # enables the viewer's time slider (time -> frame)
+
+    def __init__(self, config: DTNeRFDataParserConfig):
+        super().__init__(config=config)
+        self.downscale_factor = config.downscale_factor  # VanillaDataManager sets this to 1 in inference mode
+
+    # ------------------------------------------------------------------ validation
+    def _read_transforms(self, root: Path) -> dict:
+        if not root.is_dir():
+            raise _fail(root, "not a directory (expected a dataset written by dtnerf-process)")
+        if not layout.is_dataset(root):
+            raise _fail(
+                root / layout.REPORT,
+                f"missing or not a '{layout.DATASET_FORMAT}' report: {root} is not a processed dataset "
+                "(make one with dtnerf-process)",
+            )
+        path = root / layout.TRANSFORMS
+        if not path.is_file():
+            raise _fail(path, "missing")
+        try:
+            meta = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise _fail(path, f"unreadable JSON ({str(err).splitlines()[0]})")
+        for key in ("frames", "fl_x", "fl_y", "cx", "cy", "w", "h", "dtnerf"):
+            if key not in meta:
+                raise _fail(path, f"has no '{key}' entry")
+        return meta
+
+    # ------------------------------------------------------------------ parsing
+    def _generate_dataparser_outputs(self, split: str = "train") -> DataparserOutputs:
+        root = Path(self.config.data)
+        meta = self._read_transforms(root)
+        transforms_path = root / layout.TRANSFORMS
+        info = meta["dtnerf"]
+        frames = meta["frames"]
+        num_frames = int(info.get("num_frames", len(frames)))
+        if len(frames) != num_frames:
+            raise _fail(transforms_path, f"lists {len(frames)} frames but dtnerf.num_frames is {num_frames}")
+
+        # Per-frame arrays (all N frames, indexed by frame index).
+        audio = _load_array(
+            root / info.get("audio_features", layout.AUDIO_FEATURES), (num_frames, None, None), "audio windows"
+        )
+        blink = _load_array(root / info.get("blink", layout.BLINK), (num_frames,), "blink")
+        expression = _load_array(root / info.get("expression", layout.EXPRESSION), (num_frames, None), "expression")
+
+        mouth_aabb = np.asarray(info.get("mouth_aabb", []), dtype=np.float32)
+        if mouth_aabb.shape != (2, 3) or not (mouth_aabb[1] > mouth_aabb[0]).all():
+            raise _fail(transforms_path, f"dtnerf.mouth_aabb must be [[min x,y,z], [max x,y,z]], got {info.get('mouth_aabb')}")
+
+        by_path = {}
+        for i, frame in enumerate(frames):
+            try:
+                by_path[str(frame["file_path"])] = frame
+                int(frame["frame_index"])
+                float(frame["time"])
+                np.asarray(frame["transform_matrix"], dtype=np.float32).reshape(4, 4)
+            except (KeyError, TypeError, ValueError):
+                raise _fail(transforms_path, f"frames[{i}] lacks a valid file_path / frame_index / time / transform_matrix")
+
+        key = {"train": "train_filenames", "val": "val_filenames", "test": "test_filenames"}.get(split)
+        if key is None:
+            raise ValueError(f"unknown split {split!r}")
+        names = meta.get(key)
+        if names is None and split == "val":
+            names = meta.get("test_filenames")
+        if not names:
+            raise _fail(transforms_path, f"has no (or an empty) '{key}' list")
+
+        image_filenames: List[Path] = []
+        headless: List[Path] = []
+        face_masks: List[Path] = []
+        mouth_masks: List[Path] = []
+        poses, times, frame_indices = [], [], []
+        for name in names:
+            frame = by_path.get(str(name))
+            if frame is None:
+                raise _fail(transforms_path, f"'{key}' names {name}, which is not among frames[]")
+            idx = int(frame["frame_index"])
+            if not 0 <= idx < num_frames:
+                raise _fail(transforms_path, f"frame_index {idx} of {name} is outside [0, {num_frames})")
+            files = (
+                root / str(frame["file_path"]),
+                layout.headless_path(root, idx),
+                layout.mask_path(root, "face", idx),
+                layout.mask_path(root, "mouth", idx),
+            )
+            if self.config.check_files:
+                for f in files:
+                    if not f.is_file():
+                        raise _fail(f, f"missing (needed for frame {idx})")
+            image_filenames.append(files[0])
+            headless.append(files[1])
+            face_masks.append(files[2])
+            mouth_masks.append(files[3])
+            poses.append(np.asarray(frame["transform_matrix"], dtype=np.float32).reshape(4, 4))
+            times.append(float(frame["time"]))
+            frame_indices.append(idx)
+
+        poses_t = torch.from_numpy(np.stack(poses)[:, :3])
+        cameras = Cameras(
+            camera_to_worlds=poses_t,
+            fx=float(meta["fl_x"]),
+            fy=float(meta["fl_y"]),
+            cx=float(meta["cx"]),
+            cy=float(meta["cy"]),
+            width=int(meta["w"]),
+            height=int(meta["h"]),
+            camera_type=CameraType.PERSPECTIVE,  # dtnerf-process writes OPENCV with zero distortion
+            times=torch.tensor(times, dtype=torch.float32)[:, None],
+        )
+        if self.downscale_factor != 1.0:
+            cameras.rescale_output_resolution(scaling_factor=1.0 / float(self.downscale_factor))
+
+        metadata: Dict = {
+            "data_dir": root,
+            "num_frames": num_frames,
+            "fps": float(info.get("fps", 25.0)),
+            "audio_features": torch.from_numpy(audio),  # [N, 16, 29] per frame
+            "blink": torch.from_numpy(blink),  # [N]
+            "expression": torch.from_numpy(expression),  # [N, D]
+            "frame_indices": torch.tensor(frame_indices, dtype=torch.long),  # per image of this split
+            "mouth_aabb": torch.from_numpy(mouth_aabb),
+            "headless_filenames": headless,  # per image of this split
+            "face_mask_filenames": face_masks,
+            "mouth_mask_filenames": mouth_masks,
+        }
+        return DataparserOutputs(
+            image_filenames=image_filenames,
+            cameras=cameras,
+            scene_box=SceneBox(aabb=torch.tensor(self.config.aabb, dtype=torch.float32)),
+            metadata=metadata,
+        )

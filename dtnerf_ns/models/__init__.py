@@ -1,0 +1,1 @@
+"""DT-NeRF models."""

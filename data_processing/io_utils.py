@@ -15,6 +15,13 @@ def _tmp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{path.suffix}")
 
 
+def write_bytes(path: Path, data: bytes) -> None:
+    """Write bytes via a temporary file beside ``path`` and an atomic rename."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
 def write_json(path: Path, data: Any) -> None:
     """Write JSON via a temporary file and an atomic rename."""
     tmp = _tmp_path(path)
@@ -45,9 +52,7 @@ def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 95) -> None:
         ok, buf = cv2.imencode(".png", image, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise OSError(f"could not encode image {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes(path, buf.tobytes())
 
 
 def write_mask(path: Path, mask: np.ndarray) -> None:
@@ -55,9 +60,7 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
     ok, buf = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_BILEVEL, 1])
     if not ok:
         raise OSError(f"could not encode mask {path}")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(buf.tobytes())
-    os.replace(tmp, path)
+    write_bytes(path, buf.tobytes())
 
 
 def read_mask(path: Path) -> np.ndarray:

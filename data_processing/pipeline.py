@@ -98,6 +98,7 @@ class Pipeline:
         self.console = console or Console(stderr=True)
         self.stage_dir = self.output_dir.parent / f".{self.output_dir.name}.partial"
         self.state: Dict = {}
+        self._audio_signal: Optional[np.ndarray] = None
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _save_state(self) -> None:
@@ -125,12 +126,12 @@ class Pipeline:
         info = probe_video(self.video)
         if self.audio_path is None and not info.has_audio:
             raise ProcessingError(f"{self.video} has no audio track; pass the speech with --audio FILE.")
-        n = info.num_output_frames(self.options.fps)
-        if self.options.max_frames is not None:
-            n = min(n, self.options.max_frames)
+        n = self._expected_frames(info)
         if n < 16:
             raise ProcessingError(f"{self.video} gives only {n} frames at {self.options.fps:g} fps; at least 16 are needed (a talking clip of a few minutes is best).")
-        fit_audio_to_video(load_audio(self.audio_path or self.video), n / self.options.fps)
+        # Decoded once: checked here, turned into features by the audio stage of this run.
+        self._audio_signal = load_audio(self.audio_path or self.video)
+        fit_audio_to_video(self._audio_signal, n / self.options.fps)
         if self.output_dir.exists():
             if self.output_dir.is_file():
                 raise ProcessingError(f"--output-dir {self.output_dir} is a file; choose a directory.")
@@ -146,6 +147,10 @@ class Pipeline:
                     )
                 raise ProcessingError(f"{self.output_dir} is not empty and is not a dtnerf dataset; choose another --output-dir or pass --overwrite.")
         return info, False
+
+    def _expected_frames(self, info) -> int:
+        n = info.num_output_frames(self.options.fps)
+        return n if self.options.max_frames is None else min(n, self.options.max_frames)
 
     def run(self) -> dict:
         info, already = self._check_inputs()
@@ -216,9 +221,7 @@ class Pipeline:
         for sub in ["images"] + [f"masks/{k}" for k in layout.MASK_KINDS] + ["semantics", "headless"]:
             (root / sub).mkdir(parents=True, exist_ok=True)
         crop = CropBox(**{k: self._result("crop")[k] for k in ("x0", "y0", "size")})
-        expected = self.info.num_output_frames(opts.fps)
-        if opts.max_frames is not None:
-            expected = min(expected, opts.max_frames)
+        expected = self._expected_frames(self.info)
         landmarks: List[Optional[np.ndarray]] = []
         background = BackgroundAccumulator(size, size)
         start = time.perf_counter()
@@ -266,7 +269,7 @@ class Pipeline:
 
         n, fps = self.num_frames, self.options.fps
         source = self.audio_path or self.video
-        signal = audio_mod.load_audio(source)
+        signal = self._audio_signal
         raw_seconds = len(signal) / audio_mod.SAMPLE_RATE
         fit = audio_mod.fit_audio_to_video(signal, n / fps)
         if fit.padded_seconds > 0:

@@ -22,6 +22,14 @@ FACE_MASK = "face_mask"
 MOUTH_MASK = "mouth_mask"
 
 
+def read_resized(path: Path, size: Tuple[int, int], mode: str = "RGB", resample=Image.Resampling.BILINEAR) -> np.ndarray:
+    """Read an image (PIL ``mode``) resized to ``size`` = (width, height) when it differs."""
+    pil = Image.open(path).convert(mode)
+    if pil.size != size:
+        pil = pil.resize(size, resample=resample)
+    return np.asarray(pil)
+
+
 class DTNeRFDataset(InputDataset):
     """Images resized to the cameras' resolution (dataparser ``downscale_factor`` x ``camera_res_scale_factor``),
     with ``headless`` [H, W, 3] float in [0, 1] and ``face_mask`` / ``mouth_mask`` [H, W, 1] float in {0, 1}."""
@@ -39,11 +47,7 @@ class DTNeRFDataset(InputDataset):
         return int(self.cameras.width[image_idx, 0]), int(self.cameras.height[image_idx, 0])
 
     def _read(self, path: Path, image_idx: int, mode: str, resample) -> np.ndarray:
-        pil = Image.open(path).convert(mode)
-        size = self._size(image_idx)
-        if pil.size != size:
-            pil = pil.resize(size, resample=resample)
-        return np.asarray(pil)
+        return read_resized(path, self._size(image_idx), mode, resample)
 
     def get_numpy_image(self, image_idx: int) -> npt.NDArray[np.uint8]:
         return self._read(self.image_filenames[image_idx], image_idx, "RGB", Image.Resampling.BILINEAR)

@@ -353,7 +353,7 @@ class DTNeRFModel(Model):
         """The frame's headless image resized to the camera, [H, W, 3] (None when unavailable)."""
         if self.data_dir is None or camera.times is None:
             return None
-        from PIL import Image  # noqa: PLC0415
+        from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
 
         from data_processing import dataset_layout  # noqa: PLC0415
 
@@ -365,10 +365,7 @@ class DTNeRFModel(Model):
         path = dataset_layout.headless_path(self.data_dir, frame)
         if not path.is_file():
             return None
-        pil = Image.open(path).convert("RGB")
-        if pil.size != (width, height):
-            pil = pil.resize((width, height), resample=Image.Resampling.BILINEAR)
-        image = torch.from_numpy(np.asarray(pil).astype(np.float32) / 255.0).to(self.device)
+        image = torch.from_numpy(read_resized(path, (width, height)).astype(np.float32) / 255.0).to(self.device)
         self._bg_cache = (key, image)
         return image
 

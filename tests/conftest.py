@@ -28,3 +28,52 @@ def tiny_dtnerf_dataset(tmp_path_factory) -> Path:
     )
     assert result.returncode == 0, f"dtnerf-process failed:\n{result.stdout}\n{result.stderr}"
     return out
+
+
+def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_stage_start: int):
+    """dtnerf-small, adapted to a 64 px dataset and a handful of CPU iterations (config saved, ready to train)."""
+    import copy  # noqa: PLC0415
+
+    from dtnerf_ns.configs.method_configs import dtnerf_small_config  # noqa: PLC0415
+
+    config = copy.deepcopy(dtnerf_small_config)
+    config.output_dir = output_dir
+    config.pipeline.datamanager.data = dataset
+    config.pipeline.datamanager.dataparser.downscale_factor = 1.0  # the dataset is 64 px already
+    config.machine.device_type = "cpu"
+    config.max_num_iterations = iterations
+    config.pipeline.model.fine_stage_start = fine_stage_start
+    config.steps_per_save = iterations
+    config.steps_per_eval_batch = 20
+    config.steps_per_eval_image = 20
+    config.steps_per_eval_all_images = 1_000_000
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.logging.local_writer.enable = False
+    config.set_timestamp()
+    config.save_config()
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_train_config():
+    """Factory: ``tiny_train_config(dataset, output_dir, iterations, fine_stage_start)`` -> a saved TrainerConfig."""
+    return _tiny_train_config
+
+
+@pytest.fixture(scope="session")
+def tiny_trained_config(tiny_dtnerf_dataset: Path, tmp_path_factory) -> Path:
+    """config.yml of a dtnerf-small model trained for 30 iterations on the tiny dataset (for render/eval/viewer)."""
+    import random  # noqa: PLC0415
+
+    import numpy as np  # noqa: PLC0415
+    import torch  # noqa: PLC0415
+
+    random.seed(0)
+    np.random.seed(0)
+    torch.manual_seed(0)
+    config = _tiny_train_config(tiny_dtnerf_dataset, tmp_path_factory.mktemp("trained"), 30, 1_000_000)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
+    return config.get_base_dir() / "config.yml"

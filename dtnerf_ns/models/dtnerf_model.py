@@ -27,10 +27,11 @@ import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Literal, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Type
 
 import numpy as np
 import torch
+from jaxtyping import Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.data.scene_box import OrientedBox
@@ -303,6 +304,31 @@ class DTNeRFModel(Model):
         else:
             codes = codes[:, window // 2]
         return codes[inverse]
+
+    @contextlib.contextmanager
+    def driven_by(
+        self, audio_features: Float[Tensor, "frames window channels"], blink: Float[Tensor, "frames"]
+    ) -> Iterator[None]:
+        """Temporarily drive the model with other per-frame signals (new speech for ``dtnerf-render``).
+
+        Inside the block, frame ``k`` of the new sequence is addressed by ``times = k / (frames - 1)``, exactly as the
+        training frames are; no headless backdrop is looked up (the caller composites ``rgb_head``/``accumulation``).
+        """
+        if audio_features.shape[1:] != self.audio_features.shape[1:]:
+            raise ValueError(
+                f"audio windows {tuple(audio_features.shape[1:])} do not match the model's "
+                f"{tuple(self.audio_features.shape[1:])}"
+            )
+        if blink.shape[0] != audio_features.shape[0]:
+            raise ValueError(f"{blink.shape[0]} blink values for {audio_features.shape[0]} audio frames")
+        saved = (self.audio_features, self.blink, self.num_frames, self.data_dir, self._bg_cache)
+        self.audio_features = audio_features.to(self.device, torch.float32)
+        self.blink = blink.to(self.device, torch.float32)
+        self.num_frames, self.data_dir, self._bg_cache = int(audio_features.shape[0]), None, None
+        try:
+            yield
+        finally:
+            self.audio_features, self.blink, self.num_frames, self.data_dir, self._bg_cache = saved
 
     # ------------------------------------------------------------------ rendering
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Any]:

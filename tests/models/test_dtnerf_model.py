@@ -185,3 +185,22 @@ def test_needs_dataparser_metadata(missing):
     scene_box = SceneBox(aabb=torch.tensor([[-1.0, -1, -1], [1, 1, 1]]))
     with pytest.raises(ValueError, match=missing):
         small_config().setup(scene_box=scene_box, num_train_data=2, metadata=metadata)
+
+
+def test_driven_by_new_audio_then_restores():
+    model = make_model(eval_num_rays_per_chunk=64)
+    model.eval()
+    rays = make_rays(32, frame=0)
+    with torch.no_grad():
+        before = model(rays)["rgb_head"]
+        new_audio = torch.randn(3, 16, 29) * 3
+        with model.driven_by(new_audio, torch.zeros(3)):
+            assert model.num_frames == 3 and model.data_dir is None
+            driven = model(make_rays(32, frame=0))["rgb_head"]
+        after = model(make_rays(32, frame=0))["rgb_head"]
+    assert model.num_frames == N_FRAMES and model.audio_features.shape == (N_FRAMES, 16, 29)
+    assert torch.allclose(before, after)
+    assert not torch.allclose(before, driven)
+    with pytest.raises(ValueError, match="do not match"):
+        with model.driven_by(torch.zeros(3, 8, 29), torch.zeros(3)):
+            pass

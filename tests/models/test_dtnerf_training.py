@@ -3,41 +3,24 @@ checkpoint is written and reloads for rendering."""
 
 from __future__ import annotations
 
-import copy
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from dtnerf_ns.configs.method_configs import dtnerf_small_config
 
 ITERATIONS = 40
 FINE_START = 32  # the last 8 iterations run the fine stage (patches; MSE only offline)
 
 
-def test_train_checkpoint_reload_render(tiny_dtnerf_dataset: Path, tmp_path: Path):
+def test_train_checkpoint_reload_render(tiny_dtnerf_dataset: Path, tiny_train_config, tmp_path: Path):
     from nerfstudio.utils.eval_utils import eval_setup
 
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
-    config = copy.deepcopy(dtnerf_small_config)
-    config.output_dir = tmp_path / "outputs"
-    config.pipeline.datamanager.data = tiny_dtnerf_dataset
-    config.pipeline.datamanager.dataparser.downscale_factor = 1.0  # the dataset is 64 px already
-    config.machine.device_type = "cpu"
-    config.max_num_iterations = ITERATIONS
-    config.pipeline.model.fine_stage_start = FINE_START
-    config.steps_per_save = ITERATIONS
-    config.steps_per_eval_batch = 20
-    config.steps_per_eval_image = 20
-    config.steps_per_eval_all_images = 1_000_000
-    config.vis = "tensorboard"
-    config.viewer.quit_on_train_completion = True
-    config.logging.local_writer.enable = False
-    config.set_timestamp()
-    config.save_config()
+    config = tiny_train_config(tiny_dtnerf_dataset, tmp_path / "outputs", ITERATIONS, FINE_START)
 
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()

@@ -76,6 +76,24 @@ def evaluate(pipeline) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"frames": len(rows)}
 
 
+def setup_trainer(base_config, data: Path, output_dir: Path):
+    """A set-up Trainer for a copy of ``base_config`` on ``data``: no evaluations or checkpoints during training and
+    no iteration limit (the caller's time budget ends training by setting ``trainer.stop_training``)."""
+    config = copy.deepcopy(base_config)
+    config.output_dir = output_dir
+    config.pipeline.datamanager.data = data
+    config.max_num_iterations = 10**7  # the time budget ends training
+    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**9
+    config.steps_per_save = 10**9
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.set_timestamp()
+    config.save_config()
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    return trainer
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--minutes", type=float, default=15.0, help="training time budget")
@@ -91,18 +109,7 @@ def main() -> int:
 
     torch.manual_seed(0)
     np.random.seed(0)
-    config = copy.deepcopy(dtnerf_small_config)
-    config.output_dir = args.output / "runs"
-    config.pipeline.datamanager.data = data
-    config.max_num_iterations = 10**7  # the time budget ends training
-    config.steps_per_eval_batch = config.steps_per_eval_image = config.steps_per_eval_all_images = 10**9
-    config.steps_per_save = 10**9
-    config.vis = "tensorboard"
-    config.viewer.quit_on_train_completion = True
-    config.set_timestamp()
-    config.save_config()
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
+    trainer = setup_trainer(dtnerf_small_config, data, args.output / "runs")
 
     budget = args.minutes * 60
     losses = []

@@ -33,6 +33,7 @@ def _optimizers(lr: float, max_steps: int) -> dict:
             "scheduler": FloatExponentialDecaySchedulerConfig(lr_final=rate * 0.1, max_steps=max_steps),
         }
 
+    # (A model with the occupancy sampler has no proposal_networks group; nerfstudio skips the unused entry.)
     return {"proposal_networks": group(lr), "fields": group(lr), "audio": group(5e-4)}
 
 
@@ -55,6 +56,7 @@ dtnerf_config = TrainerConfig(
         ),
         model=DTNeRFModelConfig(
             implementation="tcnn",
+            sampler="auto",  # nerfacc occupancy grid where CUDA and its kernels load, else the proposal sampler
             eval_num_rays_per_chunk=1 << 15,
             fine_stage_start=50_000,  # last ~1/6 of training fine-tunes with LPIPS (ER-NeRF's lip fine-tuning phase)
         ),
@@ -100,6 +102,7 @@ dtnerf_small_config = TrainerConfig(
             transformer_dim=32,
             num_heads=2,
             transformer_pe_frequencies=2,
+            sampler="proposal",  # CPU preset: nerfacc's occupancy-grid marching is CUDA-only
             num_proposal_samples_per_ray=(48,),
             num_proposal_iterations=1,
             proposal_net_args_list=[

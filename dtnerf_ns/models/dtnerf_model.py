@@ -1,9 +1,13 @@
-"""DT-NeRF model: audio-driven decomposed face/mouth field, proposal sampling, compositing over the headless image.
+"""DT-NeRF model: audio-driven decomposed face/mouth field, compositing over the headless image.
 
 Per ray: frame index (from ``times``: ``round(time * (N - 1))``; the training cameras' times identify the frame, and at
 eval / in the viewer ``camera_indices`` is 0 so only ``times`` can) -> the frame's audio window and its neighbours ->
 :class:`~dtnerf_ns.field_components.audio_encoder.AudioEncoder` -> audio code, and the frame's eye blink. Both go to
 :class:`~dtnerf_ns.fields.dtnerf_field.DTNeRFField` through ``ray_bundle.metadata``.
+
+Sampling (``sampler``): nerfacto's proposal networks (any device), or on CUDA with nerfacc's kernels an occupancy grid
+that holds for any audio (ER-NeRF's density grid, updated with random training frames' audio; see
+:mod:`dtnerf_ns.model_components.audio_occupancy_grid`). Both produce the same outputs.
 
 The field renders the head only; the image is ``rgb = rgb_head + (1 - accumulation) * headless`` where ``headless`` is
 the frame's torso-over-background image (ER-NeRF composites its head over torso + background the same way).
@@ -17,7 +21,7 @@ Losses (paper, "two stage fine-tune"):
   patch. LPIPS needs pretrained AlexNet weights; when they cannot be loaded (offline) one warning is logged and the
   fine stage uses MSE only (LPIPS is never computed with random weights).
 
-Plus nerfacto's proposal losses (interlevel, distortion).
+Plus, with the proposal sampler, nerfacto's proposal losses (interlevel, distortion).
 """
 
 from __future__ import annotations
@@ -27,8 +31,9 @@ import io
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Literal, Optional, Tuple, Type
+from typing import Any, Dict, Iterator, List, Literal, Mapping, Optional, Tuple, Type
 
+import nerfacc
 import numpy as np
 import torch
 from jaxtyping import Float
@@ -50,6 +55,14 @@ from torch.nn import Parameter
 
 from dtnerf_ns.field_components.audio_encoder import AudioEncoder
 from dtnerf_ns.fields.dtnerf_field import DENSITY_FACE, DENSITY_MOUTH, RGB_FACE, RGB_MOUTH, DTNeRFField
+from dtnerf_ns.model_components.audio_occupancy_grid import (
+    AudioVolumetricSampler,
+    SamplerKind,
+    cells_overlapping_box,
+    max_density_over_audio,
+    render_weights,
+    resolve_sampler,
+)
 
 
 @dataclass
@@ -109,7 +122,13 @@ class DTNeRFModelConfig(ModelConfig):
     transformer_pe_frequencies: int = 4
     """Frequencies of the transformer's key positional encoding."""
 
-    # ---- sampling (nerfacto's proposal sampler; CPU friendly)
+    # ---- sampling
+    sampler: Literal["auto", "proposal", "occupancy"] = "proposal"
+    """"proposal": nerfacto's proposal networks (runs anywhere); "occupancy": a nerfacc occupancy grid over the scene
+    box, kept valid for any audio (needs CUDA and nerfacc's CUDA kernels); "auto": occupancy where those load (checked
+    once, at model set-up), else proposal. A checkpoint always renders with the sampler it was trained with."""
+
+    # ---- proposal sampler (nerfacto's; CPU friendly)
     num_proposal_samples_per_ray: Tuple[int, ...] = (128, 64)
     """Samples per ray for each proposal network."""
     num_nerf_samples_per_ray: int = 48
@@ -137,6 +156,32 @@ class DTNeRFModelConfig(ModelConfig):
     """Steps of proposal weight annealing."""
     use_single_jitter: bool = True
     """Same jitter for all samples of a ray."""
+
+    # ---- occupancy-grid sampler (instant-ngp's nerfacc settings; ER-NeRF's values, read from its code, in parentheses)
+    grid_resolution: int = 128
+    """Occupancy grid cells per axis over the scene box (ER-NeRF: 128)."""
+    grid_levels: int = 1
+    """Grid levels; 1 covers the bounded scene box (ER-NeRF: one cascade for its bound of 1)."""
+    render_step_size: Optional[float] = None
+    """Shortest marching step; None: scene-box diagonal / 1000 (instant-ngp)."""
+    cone_angle: float = 1 / 256
+    """Steps grow with distance as distance x cone_angle (ER-NeRF's dt_gamma: 1/256)."""
+    alpha_thre: float = 0.01
+    """Training samples of opacity below this (under their own ray's audio) are skipped (instant-ngp)."""
+    occ_threshold: float = 0.01
+    """A cell is occupied when its decayed max of density x render_step_size exceeds min(this, the grid's mean)
+    (nerfacc; ER-NeRF thresholds the density itself: above min(10, mean density))."""
+    occ_update_every: int = 16
+    """Steps between grid updates (ER-NeRF's update_extra_interval: 16)."""
+    occ_warmup_steps: int = 256
+    """Until this step every cell is re-evaluated at each update, then a random quarter of the cells plus occupied ones
+    (nerfacc; ER-NeRF re-evaluates every cell)."""
+    occ_audio_codes_per_update: int = 4
+    """Random training frames per grid update; a cell gets the max density over their audio codes (ER-NeRF: one
+    random frame per update). More frames refresh rare mouth shapes sooner, for that many density evaluations."""
+    occ_keep_mouth_box: bool = True
+    """Keep the cells overlapping the mouth box occupied: new speech may open the mouth unlike any training frame
+    (ours; the box is small, so this costs few samples)."""
 
     # ---- losses
     fine_stage_start: int = 100_000
@@ -210,6 +255,37 @@ class DTNeRFModel(Model):
             implementation=c.implementation,
         )
 
+        self._setup_sampler(resolve_sampler(c.sampler))
+        # Bounded scene around the head: rays are clipped to the scene box.
+        self.collider = AABBBoxCollider(self.scene_box, near_plane=c.near_plane) if c.enable_collider else None
+
+        self.renderer_accumulation = AccumulationRenderer()
+        self.renderer_depth = DepthRenderer(method="median")
+        # Median depth is not implemented for packed samples (occupancy sampler): expected depth there.
+        self.renderer_depth_packed = DepthRenderer(method="expected")
+
+        self.step = 0
+        self._lpips: Any = None
+        self._lpips_tried = False
+        self._bg_cache: Optional[Tuple[Tuple[int, int, int], Tensor]] = None
+
+    def _setup_sampler(self, kind: SamplerKind) -> None:
+        """Builds the proposal networks and sampler, or the occupancy grid and its sampler (never both)."""
+        c = self.config
+        for name in ("proposal_networks", "proposal_sampler", "occupancy_sampler"):
+            if hasattr(self, name):
+                delattr(self, name)
+        self.density_fns: List[Any] = []
+        self.sampler_kind: SamplerKind = kind
+        if kind == "occupancy":
+            aabb = self.scene_box.aabb
+            self.render_step_size = c.render_step_size or float(torch.linalg.norm(aabb[1] - aabb[0])) / 1000
+            # The grid's occupancy buffers are persistent: they are trained state (as instant-ngp's) and go into
+            # checkpoints, so a loaded model renders without re-estimating them.
+            grid = nerfacc.OccGridEstimator(roi_aabb=aabb.flatten(), resolution=c.grid_resolution, levels=c.grid_levels)
+            self.occupancy_sampler = AudioVolumetricSampler(occupancy_grid=grid, density_fn=self.field.density_fn)
+            return
+
         # Proposal networks (nerfacto's, bounded scene: no spatial distortion, not audio-conditioned).
         self.proposal_networks = torch.nn.ModuleList()
         num_prop = c.num_proposal_iterations
@@ -236,23 +312,35 @@ class DTNeRFModel(Model):
             update_sched=update_schedule,
             initial_sampler=UniformSampler(single_jitter=c.use_single_jitter),
         )
-        # Bounded scene around the head: rays are clipped to the scene box.
-        self.collider = AABBBoxCollider(self.scene_box, near_plane=c.near_plane) if c.enable_collider else None
 
-        self.renderer_accumulation = AccumulationRenderer()
-        self.renderer_depth = DepthRenderer(method="median")
+    @property
+    def occupancy_grid(self) -> nerfacc.OccGridEstimator:
+        """The occupancy grid (occupancy sampler only)."""
+        return self.occupancy_sampler.occupancy_grid
 
-        self.step = 0
-        self._lpips: Any = None
-        self._lpips_tried = False
-        self._bg_cache: Optional[Tuple[Tuple[int, int, int], Tensor]] = None
+    def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
+        """Loads a checkpoint with the sampler it was trained with, whatever ``config.sampler`` says (e.g. a model
+        trained with "auto" on a CPU and opened on a GPU): proposal networks and an occupancy grid are not
+        interchangeable. Only for rendering: training cannot resume with the other sampler.
+        """
+        saved: SamplerKind = "occupancy" if any(k.startswith("occupancy_sampler.") for k in state_dict) else "proposal"
+        if saved != self.sampler_kind:
+            if self.training:
+                raise ValueError(
+                    f"This checkpoint was trained with the {saved} sampler, the model is set up for the "
+                    f"{self.sampler_kind} sampler: resume with --pipeline.model.sampler {saved}."
+                )
+            resolve_sampler(saved)  # raises where the occupancy sampler cannot run
+            CONSOLE.print(f"The checkpoint was trained with the {saved} sampler; rendering with it.")
+            self._setup_sampler(saved)
+            self.to(self.device).train(self.training)  # the new modules follow the model's device and (eval) mode
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
-        return {
-            "proposal_networks": list(self.proposal_networks.parameters()),
-            "fields": list(self.field.parameters()),
-            "audio": list(self.audio_encoder.parameters()),
-        }
+        groups = {"fields": list(self.field.parameters()), "audio": list(self.audio_encoder.parameters())}
+        if self.sampler_kind == "proposal":
+            groups["proposal_networks"] = list(self.proposal_networks.parameters())
+        return groups
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
         c = self.config
@@ -262,18 +350,59 @@ class DTNeRFModel(Model):
 
         def before_step(step: int) -> None:
             self.step = step
-            if c.use_proposal_weight_anneal:
+            if self.sampler_kind == "occupancy":
+                self.update_occupancy_grid(step)
+            elif c.use_proposal_weight_anneal:
                 # mip-NeRF 360 eq. 18, as nerfacto.
                 frac = np.clip(step / c.proposal_weights_anneal_max_num_iters, 0, 1)
                 b = c.proposal_weights_anneal_slope
                 self.proposal_sampler.set_anneal(b * frac / ((b - 1) * frac + 1))
 
-        return [
-            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step, update_every_num_iters=1),
-            TrainingCallback(
-                [TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.proposal_sampler.step_cb, update_every_num_iters=1
-            ),
+        callbacks = [
+            TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], before_step, update_every_num_iters=1)
         ]
+        if self.sampler_kind == "proposal":
+            callbacks.append(
+                TrainingCallback(
+                    [TrainingCallbackLocation.AFTER_TRAIN_ITERATION],
+                    self.proposal_sampler.step_cb,
+                    update_every_num_iters=1,
+                )
+            )
+        return callbacks
+
+    @torch.no_grad()
+    def update_occupancy_grid(self, step: int) -> None:
+        """Every ``occ_update_every`` steps: nerfacc's grid update with the max density over the audio of
+        ``occ_audio_codes_per_update`` random training frames.
+
+        One grid serves every frame, so it must cover every mouth shape. ER-NeRF's ``update_extra_state``
+        (nerf_triplane/renderer.py, read for this) draws one random training frame per update and queries the density
+        with that frame's audio code (and eye area), keeping ``max(0.95 * grid, new)``. Here too fresh random frames
+        are drawn at each update and nerfacc's decayed max (x 0.95 per update) remembers earlier ones; taking the max
+        over a few distinct frames per update refreshes rare mouth shapes sooner. Held-out frames are never used.
+        Blink only enters the colour, so the density needs no blink.
+        """
+        c = self.config
+        if step % c.occ_update_every != 0:
+            return
+        num_frames = len(self.train_frame_indices)
+        pick = torch.randperm(num_frames, device=self.train_frame_indices.device)[: c.occ_audio_codes_per_update]
+        codes = self.encode_audio(self.train_frame_indices[pick])
+
+        def occ_eval_fn(x: Tensor) -> Tensor:
+            return max_density_over_audio(self.field.density_fn, x, codes) * self.render_step_size
+
+        grid = self.occupancy_grid
+        grid.update_every_n_steps(
+            step=step,
+            occ_eval_fn=occ_eval_fn,
+            occ_thre=c.occ_threshold,
+            warmup_steps=c.occ_warmup_steps,
+            n=c.occ_update_every,
+        )
+        if c.occ_keep_mouth_box:
+            grid.binaries |= cells_overlapping_box(grid, self.field.mouth_aabb)
 
     # ------------------------------------------------------------------ conditioning
     def frame_indices_from_times(self, times: Tensor) -> Tensor:
@@ -341,6 +470,8 @@ class DTNeRFModel(Model):
         metadata["audio"] = self.encode_audio(frames).reshape(*shape, -1)
         metadata["blink"] = self.blink[frames].reshape(*shape, 1)
         ray_bundle.metadata = metadata
+        if self.sampler_kind == "occupancy":
+            return self._get_outputs_occupancy(ray_bundle)
 
         ray_samples, weights_list, ray_samples_list = self.proposal_sampler(ray_bundle, density_fns=self.density_fns)
         field_outputs = self.field.forward(ray_samples)
@@ -369,6 +500,53 @@ class DTNeRFModel(Model):
         for i in range(self.config.num_proposal_iterations):
             outputs[f"prop_depth_{i}"] = self.renderer_depth(weights=weights_list[i], ray_samples=ray_samples_list[i])
         return outputs
+
+    def _get_outputs_occupancy(self, ray_bundle: RayBundle) -> Dict[str, Any]:
+        """The proposal path's image outputs, from occupancy-grid marching (packed samples) and nerfacc-style volume
+        rendering (as nerfstudio's instant-ngp model). Needs ``ray_bundle.metadata`` audio and blink per ray."""
+        c = self.config
+        shape = ray_bundle.shape
+        rays = ray_bundle.flatten()
+        num_rays = len(rays)
+        with torch.no_grad():
+            ray_samples, ray_indices = self.occupancy_sampler(
+                rays,
+                render_step_size=self.render_step_size,
+                near_plane=c.near_plane,
+                alpha_thre=c.alpha_thre,
+                cone_angle=c.cone_angle,
+            )
+        # Per-sample conditioning: each sample carries its ray's audio code and blink (with their gradients).
+        ray_samples.metadata = {key: rays.metadata[key][ray_indices] for key in ("audio", "blink")}
+        field_outputs = self.field.forward(ray_samples)
+        densities = (field_outputs[FieldHeadNames.DENSITY], field_outputs[DENSITY_FACE], field_outputs[DENSITY_MOUTH])
+        weights, w_face, w_mouth = (
+            w[..., None]
+            for w in render_weights(
+                ray_samples.frustums.starts[..., 0],
+                ray_samples.frustums.ends[..., 0],
+                [d[..., 0] for d in densities],
+                ray_indices,
+                num_rays,
+            )
+        )
+
+        def accumulate(w: Tensor, values: Optional[Tensor] = None) -> Tensor:
+            return nerfacc.accumulate_along_rays(w[..., 0], values, ray_indices=ray_indices, n_rays=num_rays)
+
+        rgb_head = accumulate(weights, field_outputs[FieldHeadNames.RGB])
+        outputs = {
+            "rgb_head": rgb_head,
+            "rgb": rgb_head,  # replaced by the composite over the headless image where it is known
+            "accumulation": accumulate(weights),
+            "depth": self.renderer_depth_packed(
+                weights=weights, ray_samples=ray_samples, ray_indices=ray_indices, num_rays=num_rays
+            ),
+            "rgb_face": accumulate(w_face, field_outputs[RGB_FACE]),
+            "rgb_mouth": accumulate(w_mouth, field_outputs[RGB_MOUTH]),
+            "accumulation_mouth": accumulate(w_mouth),
+        }
+        return {key: value.reshape(*shape, -1) for key, value in outputs.items()}
 
     @staticmethod
     def composite(outputs: Dict[str, Tensor], background: Tensor) -> Tensor:
@@ -413,7 +591,7 @@ class DTNeRFModel(Model):
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
         gt, pred = self._batch_rgb(outputs, batch)
         metrics = {"psnr": -10.0 * torch.log10(torch.mean((pred.detach() - gt) ** 2).clamp_min(1e-10))}
-        if self.training:
+        if self.training and self.sampler_kind == "proposal":
             metrics["distortion"] = distortion_loss(outputs["weights_list"], outputs["ray_samples_list"])
         return metrics
 
@@ -465,7 +643,7 @@ class DTNeRFModel(Model):
             loss_dict["face_loss"] = c.face_loss_mult * self._masked_mse(error, batch["face_mask"].to(self.device))
             loss_dict["mouth_loss"] = c.mouth_loss_mult * self._masked_mse(error, batch["mouth_mask"].to(self.device))
             loss_dict["image_loss"] = c.image_loss_mult * error.mean()
-        if self.training:
+        if self.training and self.sampler_kind == "proposal":
             loss_dict["interlevel_loss"] = c.interlevel_loss_mult * interlevel_loss(
                 outputs["weights_list"], outputs["ray_samples_list"]
             )

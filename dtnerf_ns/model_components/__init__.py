@@ -1,0 +1,1 @@
+"""Model components of the DT-NeRF method (samplers and rendering helpers)."""

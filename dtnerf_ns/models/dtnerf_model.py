@@ -314,9 +314,10 @@ class DTNeRFModel(Model):
         )
 
     @property
-    def occupancy_grid(self) -> nerfacc.OccGridEstimator:
-        """The occupancy grid (occupancy sampler only)."""
-        return self.occupancy_sampler.occupancy_grid
+    def occupancy_grid(self) -> Optional[nerfacc.OccGridEstimator]:
+        """The occupancy grid; None with the proposal sampler (never raises: the viewer walks every attribute)."""
+        sampler = self._modules.get("occupancy_sampler")
+        return sampler.occupancy_grid if sampler is not None else None
 
     def load_state_dict(self, state_dict: Mapping[str, Any], strict: bool = True, assign: bool = False):
         """Loads a checkpoint with the sampler it was trained with, whatever ``config.sampler`` says (e.g. a model
@@ -394,6 +395,7 @@ class DTNeRFModel(Model):
             return max_density_over_audio(self.field.density_fn, x, codes) * self.render_step_size
 
         grid = self.occupancy_grid
+        assert grid is not None, "update_occupancy_grid needs the occupancy sampler"
         grid.update_every_n_steps(
             step=step,
             occ_eval_fn=occ_eval_fn,

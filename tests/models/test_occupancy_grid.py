@@ -394,3 +394,11 @@ def test_other_sampler_checkpoint_refused_for_training_or_without_cuda(monkeypat
     model.eval()
     with pytest.raises(RuntimeError, match="needs CUDA"):
         model.load_state_dict(occupancy_state)
+
+
+def test_occupancy_grid_attribute_is_none_with_proposal_sampler():
+    # nerfstudio's viewer walks every attribute of the model: none may raise.
+    model = make_model(sampler="proposal")
+    assert model.occupancy_grid is None
+    for name in dir(model):
+        getattr(model, name)

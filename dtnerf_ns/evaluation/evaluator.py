@@ -1,0 +1,247 @@
+"""Renders every test frame of a trained DT-NeRF pipeline and gathers the metrics of the papers' tables.
+
+Frames are rendered at the model's resolution (the cameras of its test split: 128 px for ``dtnerf-small`` on a 512 px
+dataset), composited over each frame's headless image as in training, clamped to [0, 1], and compared with the test
+images at that resolution. The face region is each frame's ground-truth face mask. A metric whose weights or inputs
+are missing is reported unavailable with the reason; nothing else stops the evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Dict, List, Optional, TypeVar, Union
+
+import numpy as np
+import torch
+from jaxtyping import Float
+
+from data_processing import dataset_layout
+from data_processing.errors import ProcessingError
+from dtnerf_ns.evaluation.fid import FIDMetric, fid_from_features
+from dtnerf_ns.evaluation.image_metrics import image_metrics
+from dtnerf_ns.evaluation.landmark_distance import LandmarkDistance, to_uint8
+from dtnerf_ns.evaluation.lpips_metric import LPIPSMetric
+from dtnerf_ns.evaluation.syncnet import SyncNetS, crop_face, face_boxes, frames_at_25fps, load_syncnet, sync_confidence
+from dtnerf_ns.evaluation.weights import WeightsUnavailable, first_line
+
+DEFINITIONS = {
+    "psnr": "dB, -10 log10 MSE; face: MSE over the ground-truth face-mask pixels; mean over test frames",
+    "ssim": "Gaussian 11x11 (sigma 1.5) SSIM map of the whole frame, averaged over all pixels / over the face mask",
+    "l1": "mean absolute RGB error in [0, 1], over all pixels / over the face mask",
+    "lpips": "LPIPS v0.1 AlexNet; face: its spatial map averaged over the face mask",
+    "fid": "Frechet distance of InceptionV3 pool3 features, renders vs ground truth over the test set; face: frames "
+    "black outside the face mask",
+    "lmd": "mean distance of the 40 mediapipe lip landmarks, render vs ground truth, pixels at 512x512; frames "
+    "without a face in either image are counted, not scored",
+    "sync": "SyncNet confidence (syncnet_python: median - min of the distance curve over AV offsets -15..+15 "
+    "frames) on 224x224 face crops at 25 fps with the test frames' audio",
+}
+
+T = TypeVar("T")
+
+
+@dataclass
+class EvalOptions:
+    """What ``dtnerf-eval`` was asked for."""
+
+    lpips_weights: Optional[Path] = None
+    """AlexNet weights for LPIPS (None: the torch hub cache)."""
+    fid_weights: Optional[Path] = None
+    """InceptionV3 weights for FID (None: the torch hub cache)."""
+    syncnet_weights: Optional[Path] = None
+    """syncnet_python's weights (None: the torch hub cache)."""
+    strip_frames: int = 4
+    """Test frames kept for the strip, evenly spaced."""
+
+
+@dataclass
+class EvalResult:
+    """Everything the report needs."""
+
+    metrics: Dict[str, Dict[str, Any]]
+    """Per metric: ``available`` and its values, or ``available: False`` and the ``reason``."""
+    per_frame: List[Dict[str, Any]]
+    """Per test frame: its frame index and its per-frame metrics."""
+    info: Dict[str, Any]
+    """Test split, resolution, device, rendering speed (the CLI adds the run's config and checkpoint)."""
+    strip: List[Dict[str, Any]] = field(default_factory=list)
+    """Per strip frame: ``frame_index``, ``gt`` and ``render`` uint8 [H, W, 3]."""
+
+
+@dataclass
+class SyncInputs:
+    """What SyncNet needs besides the renders: a face box per test frame and the test frames' audio."""
+
+    boxes: Float[np.ndarray, "frames 3"]
+    """Face box of each test frame (dataset order), see :func:`~dtnerf_ns.evaluation.syncnet.face_boxes`."""
+    order: np.ndarray
+    """Dataset indices of the test frames in time order."""
+    audio: Float[np.ndarray, "samples"]
+    """16 kHz audio from the first test frame to the end of the last."""
+
+
+def unavailable(reason: str) -> Dict[str, Any]:
+    """A metric's JSON entry when it cannot be computed."""
+    return {"available": False, "reason": reason}
+
+
+def _load_optional(build: Callable[[], T]) -> Union[T, str]:
+    """The metric object, or the reason it cannot be built."""
+    try:
+        return build()
+    except WeightsUnavailable as err:
+        return first_line(err)
+
+
+def _mean(values: List[float]) -> float:
+    """Mean of the finite values (NaN marks a frame without a face mask)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.mean(finite)) if finite else float("nan")
+
+
+def _sync_inputs(dataset, frame_indices: np.ndarray, fps: float) -> Union[SyncInputs, str]:
+    """Face boxes from the ground-truth face masks and the test audio, or the reason they cannot be had."""
+    from data_processing.audio import SAMPLE_RATE, load_audio  # noqa: PLC0415
+    from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
+
+    order = np.argsort(frame_indices)
+    if not np.all(np.diff(frame_indices[order]) == 1):
+        return "the test frames are not one contiguous stretch of the clip"
+    size = (int(dataset.cameras.width[0, 0]), int(dataset.cameras.height[0, 0]))
+    masks = [read_resized(path, size, "L") > 127 for path in dataset.face_mask_filenames]
+    try:
+        boxes = face_boxes([masks[i] for i in order])
+        audio = load_audio(Path(dataset.metadata["data_dir"]) / dataset_layout.AUDIO_WAV)
+    except (ValueError, ProcessingError) as err:
+        return str(err)
+    in_dataset_order = np.empty_like(boxes)
+    in_dataset_order[order] = boxes
+    first, last = int(frame_indices[order[0]]), int(frame_indices[order[-1]])
+    clip = audio[int(round(first / fps * SAMPLE_RATE)) : int(round((last + 1) / fps * SAMPLE_RATE))]
+    return SyncInputs(boxes=in_dataset_order, order=order, audio=clip)
+
+
+def evaluate(
+    pipeline,
+    options: EvalOptions,
+    on_frame: Optional[Callable[[], None]] = None,
+    on_stage: Optional[Callable[[str], None]] = None,
+) -> EvalResult:
+    """Renders the test split of ``pipeline`` (a DTNeRFModel's) and computes every available metric.
+
+    Args:
+        pipeline: A loaded pipeline whose datamanager holds the test split as ``eval_dataset``.
+        options: Weights and strip settings.
+        on_frame: Called after each test frame (progress).
+        on_stage: Called with the name of each step after the frames (FID, SyncNet).
+    """
+    model = pipeline.model
+    dataset = pipeline.datamanager.eval_dataset
+    device = model.device
+    num = len(dataset)
+    frame_indices = np.asarray(dataset.metadata["frame_indices"], dtype=np.int64)
+    fps = float(dataset.metadata.get("fps", 25.0))
+
+    lpips_metric = _load_optional(lambda: LPIPSMetric(device, options.lpips_weights))
+    fid_metric = _load_optional(lambda: FIDMetric(device, options.fid_weights))
+    syncnet = _load_optional(lambda: load_syncnet(options.syncnet_weights, device))
+    sync_inputs = _sync_inputs(dataset, frame_indices, fps) if isinstance(syncnet, SyncNetS) else syncnet
+    landmarks = LandmarkDistance()
+
+    strip_at = set(np.linspace(0, num - 1, min(options.strip_frames, num)).round().astype(int).tolist())
+    per_frame: List[Dict[str, Any]] = []
+    strip: List[Dict[str, Any]] = []
+    features: Dict[str, List[np.ndarray]] = {"render": [], "gt": [], "render_face": [], "gt_face": []}
+    crops: Dict[str, List[np.ndarray]] = {"render": [], "gt": []}  # dataset order
+    render_seconds = 0.0
+    cameras = dataset.cameras.to(device)
+    for i in range(num):
+        data = dataset[i]
+        start = time.perf_counter()
+        outputs = model.get_outputs_for_camera(cameras[i : i + 1])
+        if device.type == "cuda":
+            torch.cuda.synchronize(device)
+        render_seconds += time.perf_counter() - start
+        pred = outputs["rgb"].detach().clamp(0, 1).float().cpu()
+        gt = data["image"][..., :3].float()
+        mask = data["face_mask"][..., 0] > 0.5
+
+        row: Dict[str, Any] = {"frame_index": int(frame_indices[i]), **image_metrics(pred, gt, mask)}
+        if isinstance(lpips_metric, LPIPSMetric):
+            row.update(lpips_metric(pred, gt, mask))
+        if isinstance(fid_metric, FIDMetric):
+            inside = mask[..., None].float()
+            for key, feat in zip(features, fid_metric.features(torch.stack([pred, gt, pred * inside, gt * inside]))):
+                features[key].append(feat)
+        pred_u8, gt_u8 = to_uint8(pred.numpy()), to_uint8(gt.numpy())
+        row["lmd"] = landmarks.add(pred_u8, gt_u8)
+        if isinstance(sync_inputs, SyncInputs):
+            crops["render"].append(crop_face(pred_u8, sync_inputs.boxes[i]))
+            crops["gt"].append(crop_face(gt_u8, sync_inputs.boxes[i]))
+        if i in strip_at:
+            strip.append({"frame_index": int(frame_indices[i]), "gt": gt_u8, "render": pred_u8})
+        per_frame.append(row)
+        if on_frame is not None:
+            on_frame()
+
+    metrics: Dict[str, Dict[str, Any]] = {}
+    for name in ("psnr", "ssim", "l1"):
+        metrics[name] = {
+            "available": True,
+            "frame": _mean([r[name] for r in per_frame]),
+            "face": _mean([r[f"{name}_face"] for r in per_frame]),
+        }
+    if isinstance(lpips_metric, LPIPSMetric):
+        metrics["lpips"] = {
+            "available": True,
+            "frame": _mean([r["lpips"] for r in per_frame]),
+            "face": _mean([r["lpips_face"] for r in per_frame]),
+        }
+    else:
+        metrics["lpips"] = unavailable(lpips_metric)
+    if on_stage is not None:
+        on_stage("FID")
+    if not isinstance(fid_metric, FIDMetric):
+        metrics["fid"] = unavailable(fid_metric)
+    elif num < 2:
+        metrics["fid"] = unavailable(f"FID needs at least 2 test frames, there is {num}")
+    else:
+        metrics["fid"] = {
+            "available": True,
+            "frame": fid_from_features(np.stack(features["render"]), np.stack(features["gt"])),
+            "face": fid_from_features(np.stack(features["render_face"]), np.stack(features["gt_face"])),
+            "frames": num,
+        }
+    metrics["lmd"] = landmarks.summary()
+    if on_stage is not None:
+        on_stage("SyncNet")
+    metrics["sync"] = _sync_metric(syncnet, sync_inputs, crops, fps)
+
+    info = {
+        "split": "test",
+        "frames": num,
+        "resolution": [int(dataset.cameras.width[0, 0]), int(dataset.cameras.height[0, 0])],
+        "device": str(device),
+        "render_fps": num / render_seconds if render_seconds > 0 else float("nan"),
+        "dataset": str(dataset.metadata.get("data_dir", "")),
+    }
+    return EvalResult(metrics=metrics, per_frame=per_frame, info=info, strip=strip)
+
+
+def _sync_metric(
+    syncnet: Union[SyncNetS, str], sync_inputs: Union[SyncInputs, str], crops: Dict[str, List[np.ndarray]], fps: float
+) -> Dict[str, Any]:
+    """SyncNet confidence of the renders and of the ground truth (the tables' "Ground Truth" row)."""
+    if not isinstance(sync_inputs, SyncInputs):
+        return unavailable(sync_inputs)
+    assert isinstance(syncnet, SyncNetS)
+    shown = sync_inputs.order[frames_at_25fps(len(sync_inputs.order), fps)]  # dataset indices, time order, 25 fps
+    result: Dict[str, Any] = {"available": True, "frames": len(shown)}
+    for key, name in (("render", "render"), ("gt", "ground_truth")):
+        try:
+            result[name] = sync_confidence(syncnet, np.stack([crops[key][i] for i in shown]), sync_inputs.audio)
+        except ValueError as err:
+            return unavailable(str(err))
+    return result

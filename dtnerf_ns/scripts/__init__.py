@@ -1,0 +1,1 @@
+"""Command-line tools: ``dtnerf-render`` (talking video from new audio) and ``dtnerf-eval`` (metrics of the papers)."""

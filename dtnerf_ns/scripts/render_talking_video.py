@@ -1,0 +1,363 @@
+"""``dtnerf-render``: a talking video of the trained person, driven by any speech audio, with the sound in the file.
+
+Example::
+
+    dtnerf-render --load-config outputs/me/dtnerf/2026-11-21_120000/config.yml --audio speech.mp3 --output talk.mp4
+
+The audio goes through the same feature pipeline as ``dtnerf-process`` (:mod:`data_processing.audio`). Each output frame
+is rendered with the new audio window, a head pose and the eye blink of a training frame (by default the training
+frames are walked forward and back, so the head keeps moving naturally for any audio length), and the head is
+composited over that training frame's head-less image (torso + background), as ER-NeRF renders new audio.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import List, Optional, Tuple
+
+import numpy as np
+import tyro
+from jaxtyping import Float
+from typing_extensions import Annotated
+
+from data_processing.errors import ProcessingError
+from dtnerf_ns.scripts.trained_model import TrainedModelError
+
+MIN_RMS = 1e-4
+"""Audio quieter than this (RMS of the [-1, 1] signal, about -80 dBFS) counts as silent."""
+
+
+class RenderError(Exception):
+    """Bad input for dtnerf-render; the message is printed as one line."""
+
+
+# ---------------------------------------------------------------- head poses
+def ping_pong(num_sources: int, num_frames: int) -> np.ndarray:
+    """Indices 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ... of length ``num_frames`` (forward and back, never jumping)."""
+    if num_sources == 1:
+        return np.zeros(num_frames, dtype=np.int64)
+    period = 2 * (num_sources - 1)
+    phase = np.arange(num_frames) % period
+    return np.where(phase < num_sources, phase, period - phase).astype(np.int64)
+
+
+def read_pose_file(path: Path) -> Float[np.ndarray, "poses 3 4"]:
+    """Camera-to-world poses in the dataset's convention (as in its transforms.json).
+
+    Accepts ``.npy`` of shape [K, 4, 4] or [K, 3, 4], or a ``.json`` with ``frames[i].transform_matrix`` (the layout
+    of the dataset's own transforms.json).
+    """
+    import json  # noqa: PLC0415
+
+    if not path.is_file():
+        raise RenderError(f"pose file not found: {path}")
+    try:
+        if path.suffix.lower() == ".npy":
+            poses = np.load(path, allow_pickle=False)
+        else:
+            poses = np.array([f["transform_matrix"] for f in json.loads(path.read_text())["frames"]], dtype=np.float64)
+    except Exception as err:  # noqa: BLE001 - any parse failure is "unreadable pose file"
+        raise RenderError(
+            f"cannot read poses from {path} ({type(err).__name__}); use .npy [K,4,4] or a transforms.json-style file."
+        ) from err
+    if poses.ndim != 3 or poses.shape[0] == 0 or poses.shape[1:] not in ((4, 4), (3, 4)) or not np.isfinite(poses).all():
+        raise RenderError(f"{path}: expected K camera-to-world poses of shape [K, 4, 4] or [K, 3, 4], got {poses.shape}")
+    return poses[:, :3, :4].astype(np.float32)
+
+
+def nearest_poses(
+    queries: Float[np.ndarray, "q 3 4"], references: Float[np.ndarray, "r 3 4"], scene_scale: float
+) -> np.ndarray:
+    """Index of the closest reference pose for each query (rotation angle in radians + distance / scene_scale)."""
+    rel = np.einsum("qij,rkj->qrik", queries[:, :, :3], references[:, :, :3])  # R_q R_r^T
+    cos = np.clip((np.trace(rel, axis1=2, axis2=3) - 1.0) / 2.0, -1.0, 1.0)
+    dist = np.linalg.norm(queries[:, None, :, 3] - references[None, :, :, 3], axis=-1)
+    return np.argmin(np.arccos(cos) + dist / scene_scale, axis=1)
+
+
+def smooth_windows(
+    windows: Float[np.ndarray, "frames steps channels"],
+) -> Float[np.ndarray, "frames steps channels"]:
+    """Average each frame's audio window with its neighbours' (weights 1-2-1), for steadier lips on noisy speech.
+
+    AD-NeRF / ER-NeRF smooth audio codes over 8 neighbouring frames with a learned attention net (ours does too); this
+    extra input smoothing is the ``--smooth`` option, off by default.
+    """
+    padded = np.concatenate([windows[:1], windows, windows[-1:]], axis=0)
+    return (0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]).astype(np.float32)
+
+
+# ---------------------------------------------------------------- video writing
+class Mp4Writer:
+    """H.264 video + AAC audio into an mp4, written to a hidden temporary file and renamed only when complete."""
+
+    def __init__(self, path: Path, width: int, height: int, fps: float, audio: Float[np.ndarray, "samples"], rate: int):
+        import av  # noqa: PLC0415
+
+        self.path = path
+        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
+        try:
+            self.container = av.open(str(self.tmp), mode="w", format="mp4")
+        except Exception as err:  # noqa: BLE001 - unwritable directory, bad name, ...
+            raise RenderError(f"cannot write {path}: {err}") from err
+        self.video = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
+        self.video.width, self.video.height = width, height
+        self.video.pix_fmt = "yuv420p"  # plays everywhere (browsers, phones, QuickTime)
+        self.video.options = {"crf": "18", "preset": "medium"}
+        self.audio = self.container.add_stream("aac", rate=rate)
+        self.audio.layout = "mono"
+        self._audio_pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
+        self._rate = rate
+
+    def write_frame(self, rgb: np.ndarray) -> None:
+        import av  # noqa: PLC0415
+
+        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+        for packet in self.video.encode(frame):
+            self.container.mux(packet)
+
+    def _write_audio(self) -> None:
+        import av  # noqa: PLC0415
+
+        chunk = 1024  # AAC frame size
+        for start in range(0, len(self._audio_pcm), chunk):
+            samples = self._audio_pcm[start : start + chunk]
+            frame = av.AudioFrame.from_ndarray(samples[None], format="s16", layout="mono")
+            frame.sample_rate = self._rate
+            frame.pts = start
+            frame.time_base = Fraction(1, self._rate)
+            for packet in self.audio.encode(frame):
+                self.container.mux(packet)
+        for packet in self.audio.encode(None):
+            self.container.mux(packet)
+
+    def close(self) -> None:
+        """Flushes both streams and moves the finished file into place."""
+        for packet in self.video.encode(None):
+            self.container.mux(packet)
+        self._write_audio()
+        self.container.close()
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        """Drops the partial file."""
+        try:
+            self.container.close()
+        except Exception:  # noqa: BLE001 - the container may be half-initialised; the file goes either way
+            pass
+        self.tmp.unlink(missing_ok=True)
+
+
+# ---------------------------------------------------------------- the command
+@dataclass
+class RenderTalkingVideo:
+    """Render a talking video of a trained dtnerf model driven by new speech, with the audio muxed in (H.264 mp4).
+
+    Head poses and eye blinks replay the training frames (forward and back) unless --pose-frame or --poses is given.
+    The head is composited over the head-less training frame of the same pose, at the dataset's full resolution.
+    """
+
+    load_config: Path
+    """config.yml of the trained run (written by ns-train)."""
+    audio: Path
+    """Driving speech: wav, mp3, m4a, or a video file's audio track (any sample rate, any channels)."""
+    output: Annotated[Path, tyro.conf.arg(aliases=["-o"])] = Path("talking.mp4")
+    """The mp4 to write (H.264 + AAC)."""
+    start: float = 0.0
+    """Seconds to skip at the start of the audio."""
+    duration: Optional[float] = None
+    """Seconds of audio to render (default: all of it)."""
+    pose_frame: Optional[int] = None
+    """Keep the head still in the pose of this dataset frame (its blink is still replayed from the training frames)."""
+    poses: Optional[Path] = None
+    """Poses to follow (.npy [K,4,4] or a transforms.json-style file, dataset convention), walked forward and back;
+    the backdrop and blink come from the training frame with the nearest pose."""
+    head_only: bool = False
+    """Render the head over the static background (no torso) instead of over the head-less frames."""
+    resolution_scale: float = 1.0
+    """Output size relative to the dataset's frames (1.0 = full resolution, e.g. 512x512)."""
+    smooth: bool = False
+    """Smooth the audio features over neighbouring frames (1-2-1 weights) before rendering."""
+
+    # ------------------------------------------------------------ inputs
+    def _read_audio(self) -> np.ndarray:
+        """The driving audio (16 kHz mono), cut to --start/--duration; refuses silence."""
+        from data_processing.audio import SAMPLE_RATE, load_audio  # noqa: PLC0415
+
+        signal = load_audio(self.audio)
+        begin = int(round(self.start * SAMPLE_RATE))
+        end = len(signal) if self.duration is None else begin + int(round(self.duration * SAMPLE_RATE))
+        signal = signal[begin:end]
+        if len(signal) == 0:
+            raise RenderError(f"{self.audio}: no audio left after --start {self.start} s.")
+        if float(np.sqrt(np.mean(signal.astype(np.float64) ** 2))) < MIN_RMS:
+            raise RenderError(f"{self.audio}: the audio is silent; pass a file with speech in it.")
+        return signal
+
+    @staticmethod
+    def _frames_for(signal: np.ndarray, fps: float) -> Tuple[np.ndarray, int]:
+        """Video frames the audio spans, and the audio trimmed to whole frames (durations then agree to the sample)."""
+        from data_processing.audio import SAMPLE_RATE  # noqa: PLC0415
+
+        num_frames = int(round(len(signal) / SAMPLE_RATE * fps))
+        if num_frames < 1:
+            raise RenderError(f"the audio is shorter than one video frame ({1 / fps:.3f} s).")
+        return signal[: int(round(num_frames / fps * SAMPLE_RATE))], num_frames
+
+    def _check_options(self) -> None:
+        for name, ok, hint in (
+            ("--start", self.start >= 0, "0 or more seconds"),
+            ("--duration", self.duration is None or self.duration > 0, "a positive number of seconds"),
+            ("--resolution-scale", 0.05 <= self.resolution_scale <= 4.0, "between 0.05 and 4"),
+        ):
+            if not ok:
+                raise RenderError(f"{name} must be {hint}.")
+        if self.pose_frame is not None and self.poses is not None:
+            raise RenderError("use either --pose-frame or --poses, not both.")
+        if self.output.suffix.lower() != ".mp4":
+            raise RenderError(f"--output must be an .mp4 file, got {self.output}.")
+        parent = self.output.resolve().parent
+        if not parent.is_dir():
+            raise RenderError(f"cannot write {self.output}: directory {parent} does not exist.")
+        if not os.access(parent, os.W_OK):
+            raise RenderError(f"cannot write {self.output}: directory {parent} is not writable.")
+
+    # ------------------------------------------------------------ main
+    def main(self) -> Path:
+        self._check_options()
+        import torch  # noqa: PLC0415
+        from rich.console import Console  # noqa: PLC0415
+
+        from data_processing import dataset_layout  # noqa: PLC0415
+        from data_processing.audio import SAMPLE_RATE, audio_windows_for_frames  # noqa: PLC0415
+        from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
+        from dtnerf_ns.scripts.trained_model import load_trained_model  # noqa: PLC0415
+
+        console = Console(stderr=True)
+        signal = self._read_audio()  # before the (slow) model load: bad audio fails fast
+        with console.status("Loading the model"):
+            trained = load_trained_model(self.load_config)
+        model, data_dir = trained.model, trained.data_dir
+        outputs = trained.pipeline.datamanager.train_dataparser_outputs
+        fps = float(outputs.metadata["fps"])
+        signal, num_frames = self._frames_for(signal, fps)
+        windows = audio_windows_for_frames(signal, num_frames, fps)
+        if self.smooth:
+            windows = smooth_windows(windows)
+
+        # Poses: which training image (camera row) gives each output frame its pose, backdrop and blink.
+        cameras = outputs.cameras  # full resolution (inference mode), dataset coordinates
+        frame_indices = np.asarray(outputs.metadata["frame_indices"])
+        c2w = cameras.camera_to_worlds.numpy()
+        order = np.argsort(frame_indices)  # walk in time order
+        pose_override: Optional[np.ndarray] = None
+        if self.poses is not None:
+            given = read_pose_file(self.poses)
+            pose_override = given[ping_pong(len(given), num_frames)]
+            scale = float(np.linalg.norm(c2w[:, :, 3], axis=-1).mean()) or 1.0
+            source = nearest_poses(pose_override, c2w, scale)
+        else:
+            source = order[ping_pong(len(order), num_frames)]
+        if self.pose_frame is not None:
+            known = {int(f): i for i, f in enumerate(frame_indices)}
+            if self.pose_frame not in known:
+                raise RenderError(
+                    f"--pose-frame {self.pose_frame} is not a training frame (training frames: "
+                    f"{int(frame_indices.min())}..{int(frame_indices.max())}, the test frames excluded)."
+                )
+            pose_override = np.repeat(c2w[known[self.pose_frame]][None], num_frames, axis=0)
+        source_frames = frame_indices[source]  # dataset frame of each output frame: backdrop and blink
+        blink = model.blink.detach().cpu().numpy()[source_frames]
+
+        # Sizes: output at the dataset's resolution x scale; the head is rendered at most at the training resolution
+        # (what the model learned; finer renders cost time without adding detail) and upsampled.
+        full_h, full_w = int(cameras.height[0]), int(cameras.width[0])
+        out_w = max(2, int(round(full_w * self.resolution_scale / 2)) * 2)  # H.264 needs even sizes
+        out_h = max(2, int(round(full_h * self.resolution_scale / 2)) * 2)
+        train_scale = 1.0 / float(getattr(trained.config.pipeline.datamanager.dataparser, "downscale_factor", 1.0))
+        render_scale = min(self.resolution_scale, train_scale)
+        background_static = None
+        if self.head_only:
+            background_static = read_resized(data_dir / dataset_layout.BACKGROUND, (out_w, out_h)).astype(np.float32) / 255
+
+        writer = Mp4Writer(self.output, out_w, out_h, fps, signal, SAMPLE_RATE)
+        console.print(
+            f"Rendering {num_frames} frames ({num_frames / fps:.2f} s at {fps:g} fps), head at "
+            f"{int(full_w * render_scale)}x{int(full_h * render_scale)}, video at {out_w}x{out_h}"
+        )
+        try:
+            with model.driven_by(torch.from_numpy(windows), torch.from_numpy(blink)):
+                self._render_frames(
+                    model, cameras, source, source_frames, pose_override, render_scale, (out_h, out_w), data_dir,
+                    background_static, writer, console,
+                )
+            writer.close()
+        except BaseException:
+            writer.abort()
+            raise
+        console.print(f"[bold green]Wrote {self.output}[/] ({num_frames} frames, {len(signal) / SAMPLE_RATE:.2f} s, with audio)")
+        return self.output
+
+    def _render_frames(
+        self, model, cameras, source, source_frames, pose_override, render_scale, out_hw, data_dir, background_static,
+        writer, console,
+    ) -> None:
+        """Renders each output frame with its camera row (pose) and new-audio time, composites it and encodes it."""
+        import torch  # noqa: PLC0415
+        import torch.nn.functional as F  # noqa: PLC0415
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+
+        from data_processing import dataset_layout  # noqa: PLC0415
+        from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
+
+        num_frames = len(source)
+        out_h, out_w = out_hw
+        progress = Progress(
+            TextColumn("[bold]render"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[fps]:.2f} frames/s"), TimeRemainingColumn(), console=console, transient=False,
+        )
+        started = time.perf_counter()
+        with progress:
+            task = progress.add_task("render", total=num_frames, fps=0.0)
+            for k in range(num_frames):
+                camera = cameras[int(source[k]) : int(source[k]) + 1]
+                if pose_override is not None:
+                    camera.camera_to_worlds = torch.from_numpy(pose_override[k : k + 1]).to(camera.camera_to_worlds)
+                camera.rescale_output_resolution(render_scale)
+                camera.times = torch.full((1, 1), k / max(num_frames - 1, 1), dtype=torch.float32)
+                render = model.get_outputs_for_camera(camera.to(model.device))
+                head = torch.cat([render["rgb_head"], render["accumulation"]], dim=-1).permute(2, 0, 1)[None]
+                head = F.interpolate(head.float(), size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
+                head = head.permute(1, 2, 0).cpu().numpy()
+                if background_static is not None:
+                    backdrop = background_static
+                else:
+                    headless = dataset_layout.headless_path(data_dir, int(source_frames[k]))
+                    backdrop = read_resized(headless, (out_w, out_h)) / 255.0
+                rgb = head[..., :3] + (1.0 - head[..., 3:]) * backdrop
+                writer.write_frame((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+                progress.update(task, advance=1, fps=(k + 1) / (time.perf_counter() - started))
+
+
+def entrypoint() -> None:
+    """Console script ``dtnerf-render``."""
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    command = tyro.cli(RenderTalkingVideo)
+    try:
+        command.main()
+    except (RenderError, ProcessingError, TrainedModelError) as err:
+        print(f"dtnerf-render: error: {err}", file=sys.stderr)
+        sys.exit(1)
+    except KeyboardInterrupt:
+        print("dtnerf-render: interrupted; no video written.", file=sys.stderr)
+        sys.exit(130)
+
+
+if __name__ == "__main__":
+    entrypoint()

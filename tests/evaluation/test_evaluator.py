@@ -1,0 +1,130 @@
+"""The evaluator on a stand-in pipeline whose "renders" are the ground truth itself: every metric must give its
+perfect score (PSNR at the 100 dB cap, SSIM 1, L1 0, LPIPS 0, FID 0, LMD 0, equal SyncNet confidence for render and
+ground truth); without weights the learned metrics are unavailable with the reason and the rest is still computed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from data_processing import dataset_layout
+from dtnerf_ns.evaluation import fid, weights
+from dtnerf_ns.evaluation.evaluator import EvalOptions, evaluate
+from dtnerf_ns.evaluation.syncnet import SyncNetS
+
+NUM_FRAMES = 8  # SyncNet needs at least 6
+
+
+class _Cameras:
+    def __init__(self, n: int, size: int):
+        self.width = torch.full((n, 1), size)
+        self.height = torch.full((n, 1), size)
+
+    def to(self, device):
+        return self
+
+    def __getitem__(self, index: slice) -> int:
+        return index.start  # the stand-in model renders by index
+
+
+class _Dataset:
+    """The first NUM_FRAMES frames of a dtnerf-process dataset, as DTNeRFDataset items."""
+
+    def __init__(self, root: Path):
+        self.face_mask_filenames = [dataset_layout.mask_path(root, "face", i) for i in range(NUM_FRAMES)]
+        self.images = [np.asarray(Image.open(dataset_layout.image_path(root, i))) for i in range(NUM_FRAMES)]
+        self.cameras = _Cameras(NUM_FRAMES, self.images[0].shape[0])
+        self.metadata = {"frame_indices": torch.arange(NUM_FRAMES), "fps": 25.0, "data_dir": root}
+
+    def __len__(self) -> int:
+        return NUM_FRAMES
+
+    def __getitem__(self, i: int):
+        mask = np.asarray(Image.open(self.face_mask_filenames[i]).convert("L")) > 127
+        return {
+            "image": torch.from_numpy(self.images[i] / 255.0).float(),
+            "face_mask": torch.from_numpy(mask[..., None].astype(np.float32)),
+        }
+
+
+class _PerfectModel:
+    device = torch.device("cpu")
+
+    def __init__(self, dataset: _Dataset):
+        self.dataset = dataset
+
+    def get_outputs_for_camera(self, index: int):
+        return {"rgb": self.dataset[index]["image"].clone()}
+
+
+class _Downsampled(torch.nn.Module):
+    """Stands in for Inception: 4x4 average-pooled pixels as 48 features."""
+
+    def forward(self, x):
+        return torch.nn.functional.adaptive_avg_pool2d(x.float(), 4).flatten(1)
+
+
+class _Pipeline:
+    def __init__(self, root: Path):
+        dataset = _Dataset(root)
+        self.datamanager = type("DataManager", (), {"eval_dataset": dataset})()
+        self.model = _PerfectModel(dataset)
+
+
+@pytest.fixture
+def empty_hub(tmp_path, monkeypatch) -> Path:
+    monkeypatch.setattr(weights, "hub_checkpoint_dir", lambda: tmp_path / "hub")
+    return tmp_path / "hub"
+
+
+def test_perfect_renders_score_perfectly(tiny_dtnerf_dataset: Path, tmp_path: Path, empty_hub, monkeypatch):
+    torch.manual_seed(0)  # random weights: only to run LPIPS and SyncNet (identical inputs score perfectly anyway)
+    alexnet, syncnet, inception = tmp_path / "alexnet.pth", tmp_path / "syncnet.model", tmp_path / "inception.pth"
+    torch.save(torchvision.models.alexnet(weights=None).state_dict(), alexnet)
+    torch.save(SyncNetS().state_dict(), syncnet)
+    inception.write_bytes(b"")
+    monkeypatch.setattr(fid, "_load_inception", lambda path: _Downsampled())
+
+    frames, stages = [], []
+    result = evaluate(
+        _Pipeline(tiny_dtnerf_dataset),
+        EvalOptions(lpips_weights=alexnet, fid_weights=inception, syncnet_weights=syncnet, strip_frames=3),
+        on_frame=lambda: frames.append(1),
+        on_stage=stages.append,
+    )
+    m = result.metrics
+    assert len(frames) == NUM_FRAMES and stages == ["FID", "SyncNet"]
+    assert m["psnr"] == {"available": True, "frame": pytest.approx(100.0), "face": pytest.approx(100.0)}
+    assert m["ssim"]["frame"] == pytest.approx(1.0, abs=1e-5) and m["ssim"]["face"] == pytest.approx(1.0, abs=1e-5)
+    assert m["l1"]["frame"] == 0.0 and m["l1"]["face"] == 0.0
+    assert m["lpips"]["frame"] == pytest.approx(0.0, abs=1e-7) and m["lpips"]["face"] == pytest.approx(0.0, abs=1e-7)
+    assert m["fid"]["frame"] == pytest.approx(0.0, abs=1e-6) and m["fid"]["face"] == pytest.approx(0.0, abs=1e-6)
+    assert m["lmd"]["available"] and m["lmd"]["value"] == 0.0
+    assert m["lmd"]["frames_scored"] + m["lmd"]["no_face_ground_truth"] == NUM_FRAMES
+    sync = m["sync"]
+    assert sync["available"] and sync["frames"] == NUM_FRAMES and sync["render"]["windows"] == NUM_FRAMES - 5
+    assert sync["render"] == sync["ground_truth"]  # identical crops, identical audio
+    assert [s["frame_index"] for s in result.strip] == [0, 4, 7] and result.info["resolution"] == [64, 64]
+    assert [r["frame_index"] for r in result.per_frame] == list(range(NUM_FRAMES))
+
+
+def test_missing_weights_are_reported_not_fatal(tiny_dtnerf_dataset: Path, empty_hub):
+    result = evaluate(_Pipeline(tiny_dtnerf_dataset), EvalOptions())
+    m = result.metrics
+    assert m["lpips"] == {
+        "available": False,
+        "reason": f"LPIPS AlexNet weights: alexnet-owt-7be5be79.pth not in the torch hub cache {empty_hub}; "
+        "pass --lpips-weights PATH",
+    }
+    assert not m["fid"]["available"] and m["fid"]["reason"].endswith("pass --fid-weights PATH")
+    assert m["sync"] == {
+        "available": False,
+        "reason": f"SyncNet weights: syncnet_v2.model not in the torch hub cache {empty_hub}; "
+        "pass --syncnet-weights PATH",
+    }
+    assert m["psnr"]["frame"] == pytest.approx(100.0) and m["lmd"]["available"]

@@ -1,0 +1,70 @@
+"""metrics.json (strict JSON), metrics.md (the paper's table shape, footnotes for unavailable metrics) and strip.png."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+from PIL import Image
+
+from dtnerf_ns.evaluation.evaluator import EvalResult
+from dtnerf_ns.evaluation.output_layout import FORMAT
+from dtnerf_ns.evaluation.report import MIN_TILE, markdown, strip_image, to_json, write_report
+
+
+def _result() -> EvalResult:
+    frame = np.full((64, 64, 3), 100, np.uint8)
+    metrics = {
+        "psnr": {"available": True, "frame": 30.123, "face": 25.5},
+        "ssim": {"available": True, "frame": 0.95, "face": float("nan")},
+        "l1": {"available": True, "frame": 0.02, "face": 0.03},
+        "lpips": {"available": False, "reason": "no AlexNet here"},
+        "fid": {"available": True, "frame": 12.5, "face": 20.25, "frames": 3},
+        "lmd": {"available": True, "value": 2.5, "unit": "pixels at 512x512", "frames_scored": 2, "no_face_render": 1,
+                "no_face_ground_truth": 0},
+        "sync": {"available": False, "reason": "no SyncNet here"},
+    }
+    info = {"frames": 3, "resolution": [64, 64], "device": "cpu", "render_fps": 1.5, "dataset": "/data/me",
+            "experiment": "me", "step": 29}
+    strip = [{"frame_index": 21, "gt": frame, "render": frame}, {"frame_index": 23, "gt": frame, "render": frame // 2}]
+    return EvalResult(metrics=metrics, per_frame=[{"frame_index": 21, "lmd": None, "psnr": math.inf}], info=info,
+                      strip=strip)
+
+
+def test_json_is_strict_and_complete():
+    def no_constants(name):
+        raise AssertionError(f"non-JSON constant {name}")
+
+    data = json.loads(to_json(_result()), parse_constant=no_constants)
+    assert data["format"] == FORMAT and data["step"] == 29 and data["strip_frames"] == [21, 23]
+    assert data["metrics"]["ssim"]["face"] is None and data["per_frame"][0]["psnr"] is None
+    assert data["metrics"]["lpips"] == {"available": False, "reason": "no AlexNet here"}
+    assert set(data["definitions"]) == {"psnr", "ssim", "l1", "lpips", "fid", "lmd", "sync"}
+
+
+def test_markdown_table_shape():
+    text = markdown(_result())
+    lines = text.splitlines()
+    header = "| Methods | PSNR ↑ | LPIPS ↓ | FID ↓ | LMD ↓ | SSIM ↑ | L1 ↓ | Sync ↑ | FPS |"
+    start = lines.index(header)
+    rows = [line.split(" | ") for line in lines[start + 2 : start + 6]]
+    assert [r[0] for r in rows] == ["| Ground Truth", "| DT-NeRF (this model)", "| DT-NeRF (this model)_face",
+                                    "| DT-NeRF (paper, its data)"]
+    assert rows[0][1:5] == ["N/A", "0", "0", "0"]
+    assert rows[1][1:8] == ["30.12", "n/a [1]", "12.500", "2.500", "0.9500", "0.0200", "n/a [2]"]
+    assert rows[2][1:8] == ["25.50", "n/a [1]", "20.250", "–", "–", "0.0300", "–"]
+    assert rows[3][1:5] == ["35.39", "0.0169", "9.472", "2.601"]
+    assert "[1] LPIPS unavailable: no AlexNet here" in text and "[2] SYNC unavailable: no SyncNet here" in text
+    assert "no face in 1 render(s)" in text
+
+
+def test_strip_and_files(tmp_path):
+    result = _result()
+    strip = strip_image(result.strip)
+    assert strip.shape == (2 * MIN_TILE, 3 * MIN_TILE, 3) and strip.dtype == np.uint8
+    # Second row: render is half as bright, the error column is coloured; first row: no error (dark).
+    assert strip[MIN_TILE + 128, 2 * MIN_TILE + 128].mean() > strip[128, 2 * MIN_TILE + 128].mean()
+    write_report(tmp_path, result)
+    assert {p.name for p in tmp_path.iterdir()} == {"metrics.json", "metrics.md", "strip.png"}
+    assert Image.open(tmp_path / "strip.png").size == (3 * MIN_TILE, 2 * MIN_TILE)

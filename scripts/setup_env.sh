@@ -18,3 +18,7 @@ if [ ! -f "$stamp" ] || ! cmp -s pyproject.toml "$stamp"; then
   .venv/bin/python -m pip install -q -e ".[dev]"
   cp pyproject.toml "$stamp"
 fi
+# ns-render insists on an `ffmpeg` program; where the system has none, use the one imageio-ffmpeg ships.
+if ! command -v ffmpeg >/dev/null 2>&1 && [ ! -e .venv/bin/ffmpeg ]; then
+  ln -s "$(.venv/bin/python -c 'import imageio_ffmpeg; print(imageio_ffmpeg.get_ffmpeg_exe())')" .venv/bin/ffmpeg
+fi

@@ -1,0 +1,98 @@
+"""Does the mouth of a rendered talking video follow its audio? Prints figures and writes a frame strip.
+
+Runs mediapipe's face mesh on every frame of an mp4 written by ``dtnerf-render`` and measures the mouth opening
+(inner-lip gap, landmarks 13-14, over the face height 10-152). Compares it with the loudness of the muxed audio
+(RMS per video frame): speech opens the mouth, pauses close it, so the two should correlate positively.
+Without SyncNet weights (offline) this is the check we can run; it is not SyncNet confidence.
+
+    python benchmarks/lip_sync_check.py outputs/hdtf_aoc_8s/talking_speech_en_60s_10s.mp4 [--strip strip.png]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from data_processing import face_regions  # noqa: E402
+from data_processing.audio import SAMPLE_RATE, load_audio  # noqa: E402
+from data_processing.face_tracking import FaceTracker  # noqa: E402
+
+
+def read_frames(path: Path) -> tuple[list, float]:
+    import av  # noqa: PLC0415
+
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        fps = float(stream.average_rate)
+        return [f.to_ndarray(format="rgb24") for f in container.decode(stream)], fps
+
+
+def mouth_opening(frames: list) -> np.ndarray:
+    """Inner-lip gap over face height per frame (NaN where no face is found)."""
+    values = []
+    with FaceTracker(max_faces=1) as tracker:
+        for frame in frames:
+            points = tracker.landmarks(frame)
+            if points is None:
+                values.append(np.nan)
+                continue
+            gap = np.linalg.norm(points[13, :2] - points[14, :2])
+            height = np.linalg.norm(points[face_regions.FOREHEAD, :2] - points[face_regions.CHIN, :2])
+            values.append(gap / max(height, 1e-6))
+    return np.asarray(values)
+
+
+def loudness(path: Path, num_frames: int, fps: float) -> np.ndarray:
+    """RMS of the audio over each video frame's interval."""
+    signal = load_audio(path)
+    per_frame = SAMPLE_RATE / fps
+    return np.asarray(
+        [np.sqrt(np.mean(signal[int(i * per_frame) : int((i + 1) * per_frame)] ** 2) + 1e-12) for i in range(num_frames)]
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("video", type=Path)
+    parser.add_argument("--strip", type=Path, default=None, help="write 8 evenly spaced mouth crops with their audio level")
+    args = parser.parse_args()
+
+    frames, fps = read_frames(args.video)
+    opening = mouth_opening(frames)
+    level = loudness(args.video, len(frames), fps)
+    found = np.isfinite(opening)
+    # Loudness leads the lips slightly and both are noisy per frame: correlate over a 3-frame moving average.
+    kernel = np.ones(3) / 3
+    smooth_open = np.convolve(np.where(found, opening, np.nanmean(opening)), kernel, mode="same")
+    smooth_level = np.convolve(level, kernel, mode="same")
+    r = float(np.corrcoef(smooth_open[found], smooth_level[found])[0, 1])
+    quiet = level < np.percentile(level, 25)
+    loud = level > np.percentile(level, 75)
+    print(f"video: {args.video} ({len(frames)} frames at {fps:g} fps, face found in {found.mean():.0%})")
+    print(f"mouth opening (lip gap / face height): mean {np.nanmean(opening):.4f}, std {np.nanstd(opening):.4f}")
+    print(f"  quietest quarter of frames: {np.nanmean(opening[quiet & found]):.4f}")
+    print(f"  loudest quarter of frames:  {np.nanmean(opening[loud & found]):.4f}")
+    print(f"correlation of mouth opening with audio loudness (3-frame average): r = {r:+.3f}")
+
+    if args.strip is not None:
+        from PIL import Image, ImageDraw  # noqa: PLC0415
+
+        picks = np.linspace(0, len(frames) - 1, 8).astype(int)
+        h, w = frames[0].shape[:2]
+        crop = lambda f: Image.fromarray(f[h // 2 : h // 2 + h // 3, w // 4 : 3 * w // 4]).resize((192, 128))  # noqa: E731
+        sheet = Image.new("RGB", (192 * len(picks), 128 + 20), "white")
+        draw = ImageDraw.Draw(sheet)
+        for i, k in enumerate(picks):
+            sheet.paste(crop(frames[k]), (192 * i, 20))
+            draw.text((192 * i + 4, 4), f"t={k / fps:.2f}s rms={level[k]:.3f}", fill="black")
+        sheet.save(args.strip)
+        print(f"wrote {args.strip}")
+
+
+if __name__ == "__main__":
+    main()

@@ -16,6 +16,7 @@ import math
 import os
 import sys
 import time
+import warnings
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -347,7 +348,10 @@ class RenderTalkingVideo:
 
 def entrypoint() -> None:
     """Console script ``dtnerf-render``."""
+    # Libraries' deprecation notices and nerfstudio's per-frame camera-indexing warning bury the progress bar.
     os.environ.setdefault("GLOG_minloglevel", "2")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", message="Using a non-tuple sequence for multidimensional indexing")
     command = tyro.cli(RenderTalkingVideo)
     try:
         command.main()

@@ -175,7 +175,8 @@ class RenderTalkingVideo:
     duration: Optional[float] = None
     """Seconds of audio to render (default: all of it)."""
     pose_frame: Optional[int] = None
-    """Keep the head still in the pose of this dataset frame (its blink is still replayed from the training frames)."""
+    """Keep the head still in the pose of this training frame (dataset frame index; blinks still replay the training
+    frames)."""
     poses: Optional[Path] = None
     """Poses to follow (.npy [K,4,4] or a transforms.json-style file, dataset convention), walked forward and back;
     the backdrop and blink come from the training frame with the nearest pose."""

@@ -13,86 +13,24 @@ from typing import Callable, Dict, List
 import nerfacc
 import pytest
 import torch
-from nerfstudio.cameras.rays import RayBundle
-from nerfstudio.data.scene_box import SceneBox
 from nerfstudio.engine.callbacks import TrainingCallbackAttributes, TrainingCallbackLocation
 from nerfstudio.engine.optimizers import Optimizers
 
 import dtnerf_ns.model_components.audio_occupancy_grid as aog
 from dtnerf_ns.configs.method_configs import dtnerf_config, dtnerf_small_config
-from dtnerf_ns.models.dtnerf_model import DTNeRFModel, DTNeRFModelConfig
+from dtnerf_ns.models.dtnerf_model import DTNeRFModel
 
-N_FRAMES = 10
+import tiny_models  # tests/models is on sys.path
+from tiny_models import AABB, MOUTH_AABB, N_FRAMES, make_batch, make_rays
+
 TRAIN_FRAMES = list(range(8))  # frames 8 and 9 are held out
-AABB = torch.tensor([[-1.5, -1.9, -1.5], [1.5, 1.5, 1.5]])
-MOUTH_AABB = torch.tensor([[-0.3, -0.8, -0.1], [0.3, -0.4, 0.3]])
 IMAGE_KEYS = {"rgb_head", "rgb", "accumulation", "depth", "rgb_face", "rgb_mouth", "accumulation_mouth"}
 
 
 def make_model(**kwargs) -> DTNeRFModel:
     """A tiny DT-NeRF model; occupancy sampler on a coarse 8^3 grid with long steps unless told otherwise."""
-    torch.manual_seed(0)
-    config = dict(
-        implementation="torch",
-        num_levels=4,
-        face_log2_hashmap_size=10,
-        mouth_log2_hashmap_size=8,
-        face_max_res=64,
-        mouth_max_res=32,
-        hidden_dim=16,
-        num_layers=2,
-        geo_feat_dim=7,
-        hidden_dim_color=16,
-        transformer_out_dim=8,
-        transformer_dim=16,
-        num_heads=2,
-        transformer_pe_frequencies=2,
-        num_proposal_samples_per_ray=(16,),
-        num_proposal_iterations=1,
-        proposal_net_args_list=[{"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 3, "max_res": 32}],
-        num_nerf_samples_per_ray=8,
-        sampler="occupancy",
-        grid_resolution=8,
-        render_step_size=0.1,
-        occ_audio_codes_per_update=2,
-    )
-    config.update(kwargs)
-    metadata = {
-        "audio_features": torch.randn(N_FRAMES, 16, 29),
-        "blink": torch.rand(N_FRAMES),
-        "mouth_aabb": MOUTH_AABB,
-        "num_frames": N_FRAMES,
-        "frame_indices": torch.tensor(TRAIN_FRAMES),
-    }
-    return DTNeRFModelConfig(**config).setup(
-        scene_box=SceneBox(aabb=AABB), num_train_data=len(TRAIN_FRAMES), metadata=metadata
-    )
-
-
-def make_rays(num_rays: int = 64, frame: int | None = None) -> RayBundle:
-    """Rays from a camera 4.5 in front of the head towards the mouth region, each from a random frame."""
-    g = torch.Generator().manual_seed(1)
-    target = torch.cat([torch.rand(num_rays, 2, generator=g) - 0.5, torch.zeros(num_rays, 1)], dim=-1)
-    target[:, 1] -= 0.5
-    origins = torch.tensor([0.0, 0.0, 4.5]).expand(num_rays, 3).clone()
-    frames = torch.randint(0, N_FRAMES, (num_rays,), generator=g) if frame is None else torch.full((num_rays,), frame)
-    return RayBundle(
-        origins=origins,
-        directions=torch.nn.functional.normalize(target - origins, dim=-1),
-        pixel_area=torch.full((num_rays, 1), 1e-6),
-        camera_indices=torch.zeros(num_rays, 1, dtype=torch.long),
-        times=(frames.float() / (N_FRAMES - 1))[:, None],
-    )
-
-
-def make_batch(num_rays: int = 64) -> dict:
-    g = torch.Generator().manual_seed(2)
-    return {
-        "image": torch.rand(num_rays, 3, generator=g),
-        "headless": torch.rand(num_rays, 3, generator=g),
-        "face_mask": (torch.rand(num_rays, 1, generator=g) > 0.5).float(),
-        "mouth_mask": (torch.rand(num_rays, 1, generator=g) > 0.8).float(),
-    }
+    occupancy = dict(sampler="occupancy", grid_resolution=8, render_step_size=0.1, occ_audio_codes_per_update=2)
+    return tiny_models.make_model(train_frames=TRAIN_FRAMES, **{**occupancy, **kwargs})
 
 
 def uniform_marching_double(grid: nerfacc.OccGridEstimator) -> tuple[Callable, List[Dict]]:

@@ -5,10 +5,20 @@ One implementation, shared by ``dtnerf-process`` (training data) and the talking
 
 Features follow the AD-NeRF / ER-NeRF convention: a 50 Hz feature sequence (two steps per
 25-fps video frame), cut into one window of 16 steps centred on each video frame, giving an
-array of shape [num_frames, 16, C]. Those systems use DeepSpeech logits (C = 29); its weights
-cannot be downloaded here, so we use C = 29 log mel-filterbank energies from
-python_speech_features, normalised per channel over the utterance (cepstral mean and variance
-normalisation), which keeps the network's input width identical to ER-NeRF's.
+array of shape [num_frames, 16, C]. Those systems use DeepSpeech logits (C = 29), which are
+phoneme-like and so the same for any speaker; its weights cannot be downloaded here, so we use
+C = 29 log mel-filterbank energies from python_speech_features, made as speaker- and
+recording-independent as a filterbank can be (see :func:`speech_features`):
+
+* each channel is referenced to its own loud level over the utterance (95th percentile), which
+  removes the speaker's and microphone's long-term spectrum and the recording gain, as cepstral
+  mean normalisation does;
+* everything more than ``GATE_DB`` below that level is gated to 0, so a pause reads the same
+  whether it is digital silence or a room's noise floor. (Plain per-utterance mean/variance
+  normalisation, our first version, mapped a noisy pause in new audio to values the model had
+  only seen for speech, and the rendered mouth opened in silence.)
+
+Values are about 0 in silence and 1 at the channel's loud level.
 """
 
 from __future__ import annotations
@@ -29,6 +39,12 @@ WINDOW_STEPS = 16
 """Feature steps per frame window, centred on the frame (AD-NeRF/ER-NeRF)."""
 NUM_CHANNELS = 29
 """Channels per step; 29 matches DeepSpeech's output width used by ER-NeRF."""
+REFERENCE_PERCENTILE = 95.0
+"""Each channel's loud level: this percentile of its energy over the utterance (robust to a few peaks)."""
+GATE_DB = 30.0
+"""Dynamic range kept below each channel's loud level; quieter energy (pauses, noise floor) reads as 0."""
+FEATURE_KIND = "logmel29-peak-gated-30db"
+"""Name of this feature definition, stored in datasets so a model is never driven by different features."""
 
 
 def load_audio(path: Path) -> Float[np.ndarray, "samples"]:
@@ -66,15 +82,20 @@ def load_audio(path: Path) -> Float[np.ndarray, "samples"]:
 
 
 def speech_features(signal: Float[np.ndarray, "samples"]) -> Float[np.ndarray, "steps channels"]:
-    """50 Hz log mel-filterbank features, normalised per channel over the utterance."""
+    """50 Hz log mel-filterbank features referenced to each channel's loud level and noise-gated.
+
+    ``x = max(0, 1 + (E - E_ref) / GATE_DB)`` per channel, with ``E`` the energy in dB and ``E_ref`` its
+    ``REFERENCE_PERCENTILE``-th percentile over the utterance. Scaling the signal, or filtering it with any fixed
+    equaliser, leaves the features (almost) unchanged; silence and a quiet noise floor both give 0.
+    """
     from python_speech_features import logfbank
 
-    feats = logfbank(
+    log_energy = logfbank(
         signal, samplerate=SAMPLE_RATE, winlen=0.025, winstep=1.0 / FEATURE_RATE, nfilt=NUM_CHANNELS, nfft=512
-    ).astype(np.float32)
-    mean = feats.mean(axis=0, keepdims=True)
-    std = feats.std(axis=0, keepdims=True)
-    return (feats - mean) / (std + 1e-5)
+    )
+    energy_db = log_energy * (10.0 / np.log(10.0))  # logfbank returns natural-log energies
+    reference = np.percentile(energy_db, REFERENCE_PERCENTILE, axis=0, keepdims=True)
+    return np.maximum(0.0, 1.0 + (energy_db - reference) / GATE_DB).astype(np.float32)
 
 
 def frame_windows(

@@ -27,7 +27,8 @@ from __future__ import annotations
 from pathlib import Path
 
 DATASET_FORMAT = "dtnerf-dataset"
-DATASET_VERSION = 1
+DATASET_VERSION = 2
+"""2: speaker-referenced, noise-gated audio features (``data_processing.audio.FEATURE_KIND``)."""
 
 MASK_KINDS = ("face", "mouth", "eyes", "person", "torso")
 

@@ -378,6 +378,7 @@ class Pipeline:
         focal = self._result("poses")["focal"]
         canonical = np.load(root / layout.CANONICAL_FACE)
         from data_processing.face_regions import LIPS_OUTER
+        from data_processing.audio import FEATURE_KIND
 
         lips = canonical[LIPS_OUTER]
         width = float(np.ptp(lips[:, 0]))
@@ -417,6 +418,7 @@ class Pipeline:
                 "mouth_aabb": [mouth_min.tolist(), mouth_max.tolist()],
                 "audio_features": layout.AUDIO_FEATURES,
                 "audio_window": [16, 29],
+                "audio_feature_kind": FEATURE_KIND,
                 "blink": layout.BLINK,
                 "expression": layout.EXPRESSION,
                 "background": layout.BACKGROUND,

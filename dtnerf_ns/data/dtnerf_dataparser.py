@@ -188,6 +188,8 @@ class DTNeRFDataParser(DataParser):
             "num_frames": num_frames,
             "fps": float(info.get("fps", 25.0)),
             "audio_features": torch.from_numpy(audio),  # [N, 16, 29] per frame
+            # Datasets from before the kind was recorded (version 1) used per-utterance mean/variance-normalised log-mel.
+            "audio_feature_kind": str(info.get("audio_feature_kind", "logmel29-cmvn")),
             "blink": torch.from_numpy(blink),  # [N]
             "expression": torch.from_numpy(expression),  # [N, D]
             "frame_indices": torch.tensor(frame_indices, dtype=torch.long),  # per image of this split

@@ -237,7 +237,7 @@ class RenderTalkingVideo:
         from rich.console import Console  # noqa: PLC0415
 
         from data_processing import dataset_layout  # noqa: PLC0415
-        from data_processing.audio import SAMPLE_RATE, audio_windows_for_frames  # noqa: PLC0415
+        from data_processing.audio import FEATURE_KIND, SAMPLE_RATE, audio_windows_for_frames  # noqa: PLC0415
         from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
         from dtnerf_ns.scripts.trained_model import load_trained_model  # noqa: PLC0415
 
@@ -247,6 +247,13 @@ class RenderTalkingVideo:
             trained = load_trained_model(self.load_config)
         model, data_dir = trained.model, trained.data_dir
         outputs = trained.pipeline.datamanager.train_dataparser_outputs
+        trained_kind = outputs.metadata.get("audio_feature_kind", FEATURE_KIND)
+        if trained_kind != FEATURE_KIND:
+            # Features of another definition would drive the mouth with numbers it never learnt.
+            raise RenderError(
+                f"the model was trained on '{trained_kind}' audio features but this version computes '{FEATURE_KIND}'; "
+                f"re-run dtnerf-process on the video, then ns-train."
+            )
         fps = float(outputs.metadata["fps"])
         signal, num_frames = self._frames_for(signal, fps)
         windows = audio_windows_for_frames(signal, num_frames, fps)

@@ -40,7 +40,38 @@ def test_speech_features_rate_and_channels(tmp_path):
     feats = audio.speech_features(signal)
     assert feats.shape[1] == audio.NUM_CHANNELS == 29
     assert abs(feats.shape[0] - 100) <= 2  # 50 Hz
-    np.testing.assert_allclose(feats.mean(0), 0, atol=1e-3)  # per-channel normalised
+
+
+def _voice_then_noisy_pause(seed: int = 0) -> np.ndarray:
+    """1 s of a breathy 120 Hz voice with 4 Hz syllables, then 1 s of room noise 45 dB below it (16 kHz)."""
+    rng = np.random.default_rng(seed)
+    sr = audio.SAMPLE_RATE
+    t = np.arange(sr) / sr
+    buzz = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 30))
+    buzz = buzz / np.sqrt(np.mean(buzz**2))
+    breath = rng.normal(0, 10 ** (-10 / 20), sr)  # energy up to 8 kHz, as fricatives give real speech
+    voice = 0.1 * (buzz + breath) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
+    rms = np.sqrt(np.mean(voice**2))
+    pause = rng.normal(0, rms * 10 ** (-45 / 20), sr)
+    return np.concatenate([voice, pause]).astype(np.float32)
+
+
+def test_speech_features_are_referenced_to_the_voice_and_gated():
+    feats = audio.speech_features(_voice_then_noisy_pause())
+    voice, pause = feats[5:45], feats[55:95]  # steps well inside each second
+    assert feats.min() >= 0.0
+    # Each channel's loud level (95th percentile over the utterance) reads as 1.
+    np.testing.assert_allclose(np.percentile(feats, audio.REFERENCE_PERCENTILE, axis=0), 1.0, atol=1e-4)
+    assert voice.mean() > 0.6
+    # A room's noise floor 45 dB down reads exactly as silence, like digital silence.
+    assert np.all(pause == 0.0)
+    silent = np.concatenate([_voice_then_noisy_pause()[:16000], np.zeros(16000, np.float32)])
+    np.testing.assert_array_equal(audio.speech_features(silent)[55:95], 0.0)
+
+
+def test_speech_features_ignore_recording_level():
+    signal = _voice_then_noisy_pause()
+    np.testing.assert_allclose(audio.speech_features(0.05 * signal), audio.speech_features(signal), atol=1e-4)
 
 
 def test_audio_windows_for_frames_shape(tmp_path):

@@ -165,6 +165,18 @@ def test_bad_inputs_raise_one_clear_error(tiny_trained_config: Path, tmp_path: P
     assert not out.exists() and not list(tmp_path.glob(".*partial*"))
 
 
+def test_refuses_a_model_trained_on_other_audio_features(tiny_trained_config: Path, tmp_path: Path, monkeypatch):
+    import data_processing.audio as audio_mod
+
+    trained_kind = audio_mod.FEATURE_KIND
+    monkeypatch.setattr(audio_mod, "FEATURE_KIND", "some-later-features")
+    out = tmp_path / "talk.mp4"
+    with pytest.raises(RenderError, match=f"trained on '{trained_kind}' audio features but this version computes "
+                       "'some-later-features'; re-run dtnerf-process"):
+        RenderTalkingVideo(load_config=tiny_trained_config, audio=write_audio(tmp_path / "a.wav", 1.0), output=out).main()
+    assert not out.exists()
+
+
 def test_cli_refuses_a_config_that_is_not_dtnerf(tmp_path: Path):
     import yaml
     from nerfstudio.configs.method_configs import method_configs

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from data_processing import dataset_layout as layout
+from data_processing.audio import FEATURE_KIND
 from dtnerf_ns.data.dtnerf_dataparser import DTNeRFDataParserConfig, DTNeRFDatasetError
 from dtnerf_ns.data.dtnerf_dataset import DTNeRFDataset
 
@@ -32,6 +33,7 @@ def test_parses_splits_cameras_and_metadata(tiny_dtnerf_dataset: Path):
         assert md["audio_features"].shape == (n, 16, 29)
         assert md["blink"].shape == (n,) and md["expression"].shape[0] == n
         assert md["mouth_aabb"].shape == (2, 3)
+        assert md["audio_feature_kind"] == FEATURE_KIND == meta["dtnerf"]["audio_feature_kind"]
         # times identify the frame: round(time * (N - 1)) == frame index
         frames = torch.round(out.cameras.times[:, 0] * (n - 1)).long()
         assert torch.equal(frames, md["frame_indices"])
@@ -91,6 +93,15 @@ def test_missing_headless_image(dataset_copy: Path):
     assert str(path) in message and "missing" in message
 
 
+def test_dataset_without_feature_kind_is_the_first_version(dataset_copy: Path):
+    # Version-1 datasets did not record their audio features: per-utterance mean/variance-normalised log-mel.
+    path = dataset_copy / layout.TRANSFORMS
+    meta = json.loads(path.read_text())
+    del meta["dtnerf"]["audio_feature_kind"]
+    path.write_text(json.dumps(meta))
+    assert parse(dataset_copy).metadata["audio_feature_kind"] == "logmel29-cmvn" != FEATURE_KIND
+
+
 def test_missing_blink(dataset_copy: Path):
     (dataset_copy / layout.BLINK).unlink()
     assert str(dataset_copy / layout.BLINK) in _one_line_error(dataset_copy)
@@ -128,3 +139,29 @@ def test_fine_stage_samples_mouth_and_random_patches(tiny_dtnerf_dataset: Path):
     assert torch.equal(idx[:, :, 1:, 2] - idx[:, :, :-1, 2], torch.ones(2, 16, 15, dtype=idx.dtype))
     assert (batch["mouth_mask"].reshape(2, -1).sum(-1) > 0).all()
     assert rays.times is not None
+
+
+def test_coarse_stage_puts_a_fraction_of_rays_on_the_mouth(tiny_dtnerf_dataset: Path):
+    from dtnerf_ns.data.dtnerf_datamanager import DTNeRFDataManagerConfig
+
+    def mouth_share(fraction: float) -> float:
+        torch.manual_seed(0)
+        config = DTNeRFDataManagerConfig(
+            dataparser=DTNeRFDataParserConfig(data=tiny_dtnerf_dataset),
+            train_num_rays_per_batch=1024,
+            mouth_ray_fraction=fraction,
+        )
+        dm = config.setup(device="cpu")
+        rays, batch = dm.next_train(0)
+        assert rays.shape[0] == 1024 and batch["image"].shape == (1024, 3) and rays.times is not None
+        # Each ray's batch values are its pixel's: re-read them through `indices` (image, y, x).
+        images = {int(i): dm.train_dataset[int(i)] for i in batch["indices"][:, 0].unique()}
+        for (i, y, x), colour, mouth in zip(batch["indices"][:50].tolist(), batch["image"][:50], batch["mouth_mask"][:50]):
+            torch.testing.assert_close(colour, images[i]["image"][y, x])
+            assert float(mouth) == float(images[i]["mouth_mask"][y, x])
+        return float((batch["mouth_mask"] > 0.5).float().mean())
+
+    area = mouth_share(0.0)  # nerfstudio's uniform sampler: the mouth's share of the image
+    biased = mouth_share(0.3)
+    assert area < 0.1
+    assert 0.3 <= biased <= 0.3 + area + 0.05

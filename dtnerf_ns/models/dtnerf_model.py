@@ -53,6 +53,7 @@ from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 from torch.nn import Parameter
 
+from dtnerf_ns.field_components.audio_augmentation import AudioFeatureAugmentation
 from dtnerf_ns.field_components.audio_encoder import AudioEncoder
 from dtnerf_ns.fields.dtnerf_field import DENSITY_FACE, DENSITY_MOUTH, RGB_FACE, RGB_MOUTH, DTNeRFField
 from dtnerf_ns.model_components.audio_occupancy_grid import (
@@ -85,6 +86,15 @@ class DTNeRFModelConfig(ModelConfig):
     """Neighbouring frames smoothed by the audio attention net (ER-NeRF: 8)."""
     audio_smoothing: bool = True
     """Smooth audio codes over the window with ER-NeRF's AudioAttNet."""
+    audio_augment_formant_shift: float = 1.0
+    """Training only: largest random shift of each frame's features along the mel axis, in channels (~10% formant
+    change per channel), so the mouth generalises to other voices. 0 disables (so do the three below)."""
+    audio_augment_tilt: float = 0.2
+    """Training only: largest random spectral tilt per frame (feature units; 1 = the features' 30 dB range)."""
+    audio_augment_gain: float = 0.1
+    """Training only: largest random level change per frame (feature units)."""
+    audio_augment_noise: float = 0.02
+    """Training only: standard deviation of per-value Gaussian noise on the audio features (feature units)."""
     use_blink: bool = True
     """Condition the face colour on the frame's eye blink."""
 
@@ -223,6 +233,12 @@ class DTNeRFModel(Model):
             frame_indices = torch.arange(self.num_frames)
         self.register_buffer("train_frame_indices", torch.as_tensor(frame_indices, dtype=torch.long), persistent=False)
 
+        self.audio_augmentation = AudioFeatureAugmentation(
+            formant_shift=self.config.audio_augment_formant_shift,
+            tilt=self.config.audio_augment_tilt,
+            gain=self.config.audio_augment_gain,
+            noise=self.config.audio_augment_noise,
+        )
         self.audio_encoder = AudioEncoder(
             in_channels=audio.shape[-1],
             audio_dim=self.config.audio_dim,
@@ -428,7 +444,8 @@ class DTNeRFModel(Model):
         idx = (unique[:, None] + offsets[None]).clamp(0, self.num_frames - 1)  # [U, W]
         # AudioNet once per distinct frame of all windows (windows overlap), then AudioAttNet per target frame.
         needed, where = torch.unique(idx, return_inverse=True)
-        per_frame = self.audio_encoder.audio_net(self.audio_features[needed])  # [F, A]
+        # Random voice changes while training (identity in eval mode: evaluation, viewer, dtnerf-render).
+        per_frame = self.audio_encoder.audio_net(self.audio_augmentation(self.audio_features[needed]))  # [F, A]
         codes = per_frame[where]  # [U, W, A]
         if self.audio_encoder.att_net is not None and window > 1:
             codes = self.audio_encoder.att_net(codes)

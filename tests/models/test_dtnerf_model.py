@@ -53,6 +53,21 @@ def test_audio_changes_the_render():
     assert not torch.allclose(a, b)
 
 
+def test_audio_features_are_augmented_in_training_only():
+    model = make_model()
+    frames = torch.arange(N_FRAMES)
+    model.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model.encode_audio(frames), model.encode_audio(frames))
+        model.train()
+        first, second = model.encode_audio(frames), model.encode_audio(frames)
+    assert not torch.allclose(first, second)  # a fresh random voice change per call
+    off = make_model(audio_augment_formant_shift=0, audio_augment_tilt=0, audio_augment_gain=0, audio_augment_noise=0)
+    off.train()
+    with torch.no_grad():
+        torch.testing.assert_close(off.encode_audio(frames), off.encode_audio(frames))
+
+
 def test_fine_stage_without_lpips_warns_once_and_uses_mse(monkeypatch, capsys):
     broken = types.ModuleType("lpips")
 

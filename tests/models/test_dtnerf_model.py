@@ -8,7 +8,7 @@ import types
 import pytest
 import torch
 from nerfstudio.data.scene_box import SceneBox
-from tiny_models import N_FRAMES, make_batch, make_model, make_rays, small_config  # tests/models is on sys.path
+from tiny_models import N_FRAMES, NO_AUDIO_AUGMENTATION, make_batch, make_model, make_rays, small_config  # tests/models is on sys.path
 
 def test_frame_index_from_times():
     model = make_model()
@@ -62,7 +62,7 @@ def test_audio_features_are_augmented_in_training_only():
         model.train()
         first, second = model.encode_audio(frames), model.encode_audio(frames)
     assert not torch.allclose(first, second)  # a fresh random voice change per call
-    off = make_model(audio_augment_formant_shift=0, audio_augment_tilt=0, audio_augment_gain=0, audio_augment_noise=0)
+    off = make_model(**NO_AUDIO_AUGMENTATION)
     off.train()
     with torch.no_grad():
         torch.testing.assert_close(off.encode_audio(frames), off.encode_audio(frames))

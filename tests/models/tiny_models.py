@@ -15,6 +15,12 @@ AABB = torch.tensor([[-1.5, -1.9, -1.5], [1.5, 1.5, 1.5]])
 MOUTH_AABB = torch.tensor([[-0.3, -0.8, -0.1], [0.3, -0.4, 0.3]])
 
 
+NO_AUDIO_AUGMENTATION = dict(
+    audio_augment_formant_shift=0.0, audio_augment_tilt=0.0, audio_augment_gain=0.0, audio_augment_noise=0.0
+)
+"""Config overrides that make training-mode audio codes deterministic (for tests that recompute them)."""
+
+
 def small_config(**kwargs) -> DTNeRFModelConfig:
     """The model config at toy sizes (torch implementation, few levels, small tables, few samples)."""
     base = dict(

@@ -47,13 +47,17 @@ def mouth_opening(frames: list) -> np.ndarray:
     return np.asarray(values)
 
 
-def loudness(path: Path, num_frames: int, fps: float) -> np.ndarray:
-    """RMS of the audio over each video frame's interval."""
-    signal = load_audio(path)
+def frame_rms(signal: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
+    """RMS of 16 kHz audio over each video frame's interval."""
     per_frame = SAMPLE_RATE / fps
     return np.asarray(
         [np.sqrt(np.mean(signal[int(i * per_frame) : int((i + 1) * per_frame)] ** 2) + 1e-12) for i in range(num_frames)]
     )
+
+
+def loudness(path: Path, num_frames: int, fps: float) -> np.ndarray:
+    """RMS of the file's audio over each video frame's interval."""
+    return frame_rms(load_audio(path), num_frames, fps)
 
 
 def main() -> None:

@@ -37,12 +37,11 @@ SPEECH = REPO.parent / "shared" / "data" / "speech_en_60s.wav"
 PAUSE_DB, SPEECH_DB = -45.0, -30.0
 
 
-def frame_levels_db(signal: np.ndarray, num_frames: int, fps: float, sample_rate: int) -> np.ndarray:
+def frame_levels_db(signal: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
     """RMS level of the audio over each video frame, in dB below full scale."""
-    per = sample_rate / fps
-    return np.asarray(
-        [20 * np.log10(np.sqrt(np.mean(signal[int(i * per) : int((i + 1) * per)] ** 2) + 1e-12)) for i in range(num_frames)]
-    )
+    from lip_sync_check import frame_rms  # noqa: PLC0415  (benchmarks/ is on sys.path when run as a script)
+
+    return 20 * np.log10(frame_rms(signal, num_frames, fps))
 
 
 def render_mouth_crops(model, camera, box, num_frames: int):
@@ -108,7 +107,14 @@ def main() -> None:
     from data_processing.audio import SAMPLE_RATE, audio_windows_for_frames, load_audio  # noqa: PLC0415
     from dtnerf_ns.scripts.trained_model import load_trained_model  # noqa: PLC0415
 
-    trained = load_trained_model(args.config)
+    from data_processing.errors import ProcessingError  # noqa: PLC0415
+    from dtnerf_ns.scripts.trained_model import TrainedModelError  # noqa: PLC0415
+
+    try:
+        trained = load_trained_model(args.config)
+        speech = load_audio(args.audio)  # bad audio fails before any rendering
+    except (TrainedModelError, ProcessingError) as err:
+        sys.exit(f"mouth_motion_check: error: {err}")
     model = trained.model
     model.eval()
     outputs = trained.pipeline.datamanager.train_dataparser_outputs
@@ -126,7 +132,7 @@ def main() -> None:
 
     own_signal = load_audio(trained.data_dir / layout.AUDIO_WAV)
     own_crops = render_mouth_crops(model, camera, box, model.num_frames)
-    own = motion_figures(own_crops, frame_levels_db(own_signal, model.num_frames, fps, SAMPLE_RATE))
+    own = motion_figures(own_crops, frame_levels_db(own_signal, model.num_frames, fps))
 
     # The real frames, for reference: the dataset's images at the training resolution, same box.
     from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
@@ -135,15 +141,15 @@ def main() -> None:
     real_crops = np.stack(
         [read_resized(layout.image_path(trained.data_dir, i), (width, height))[y0:y1, x0:x1] for i in range(model.num_frames)]
     ).astype(np.float32) / 255
-    real = motion_figures(real_crops, frame_levels_db(own_signal, model.num_frames, fps, SAMPLE_RATE))
+    real = motion_figures(real_crops, frame_levels_db(own_signal, model.num_frames, fps))
 
-    signal = load_audio(args.audio)[: int(args.seconds * SAMPLE_RATE)]
+    signal = speech[: int(args.seconds * SAMPLE_RATE)]
     num_frames = int(len(signal) / SAMPLE_RATE * fps)
     windows = torch.from_numpy(audio_windows_for_frames(signal, num_frames, fps))
     blink = torch.full((num_frames,), float(model.blink[frame]))
     with model.driven_by(windows, blink) if num_frames else contextlib.nullcontext():
         crops = render_mouth_crops(model, camera, box, num_frames)
-    level = frame_levels_db(signal, num_frames, fps, SAMPLE_RATE)
+    level = frame_levels_db(signal, num_frames, fps)
     new = motion_figures(crops, level)
     write_montage(args.montage, crops, level)
 

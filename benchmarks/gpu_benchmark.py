@@ -61,7 +61,7 @@ def main() -> int:
     data = args.data or ensure_dataset(args.output / "dataset")
     marks = sorted(set(args.minutes))
 
-    from dtnerf_ns.configs.method_configs import dtnerf_config
+    from dtnerf_ns.methods.dtnerf.dtnerf_config import dtnerf_config
 
     torch.manual_seed(0)
     np.random.seed(0)

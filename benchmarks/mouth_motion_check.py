@@ -48,12 +48,14 @@ def render_mouth_crops(model, camera, box, num_frames: int):
     """Crops [num_frames, h, w, 3] of the mouth box, frame k addressed by time k / (num_frames - 1)."""
     import torch  # noqa: PLC0415
 
+    from data_processing.dataset_layout import frame_time  # noqa: PLC0415
+
     y0, y1, x0, x1 = box
     crops = []
     with torch.no_grad():
         for k in range(num_frames):
             rays = camera.generate_rays(camera_indices=0, keep_shape=True)[y0:y1, x0:x1]
-            rays.times = torch.full((*rays.shape, 1), k / max(num_frames - 1, 1))
+            rays.times = torch.full((*rays.shape, 1), frame_time(k, num_frames))
             crops.append(model.get_outputs_for_camera_ray_bundle(rays)["rgb_head"].clamp(0, 1).cpu().numpy())
     return np.stack(crops)
 
@@ -101,9 +103,9 @@ def main() -> None:
     warnings.filterwarnings("ignore")  # nerfstudio's deprecation and camera-indexing warnings, once per frame
 
     import torch  # noqa: PLC0415
-    from PIL import Image  # noqa: PLC0415
 
     from data_processing import dataset_layout as layout  # noqa: PLC0415
+    from data_processing.io_utils import read_image, read_mask  # noqa: PLC0415
     from data_processing.audio import SAMPLE_RATE, audio_windows_for_frames, load_audio  # noqa: PLC0415
     from dtnerf_ns.scripts.trained_model import load_trained_model  # noqa: PLC0415
 
@@ -124,8 +126,7 @@ def main() -> None:
     camera.rescale_output_resolution(1.0 / float(trained.config.pipeline.datamanager.dataparser.downscale_factor))
     height, width = int(camera.height[0]), int(camera.width[0])
     frame = int(np.asarray(outputs.metadata["frame_indices"])[first])
-    mask = Image.open(layout.mask_path(trained.data_dir, "mouth", frame)).convert("L").resize((width, height))
-    ys, xs = np.nonzero(np.asarray(mask) > 127)
+    ys, xs = np.nonzero(read_mask(layout.mask_path(trained.data_dir, "mouth", frame), (width, height)))
     if len(ys) == 0:
         sys.exit(f"mouth_motion_check: frame {frame} has an empty mouth mask; nothing to measure.")
     box = (max(ys.min() - 3, 0), min(ys.max() + 4, height), max(xs.min() - 3, 0), min(xs.max() + 4, width))
@@ -135,19 +136,17 @@ def main() -> None:
     own = motion_figures(own_crops, frame_levels_db(own_signal, model.num_frames, fps))
 
     # The real frames, for reference: the dataset's images at the training resolution, same box.
-    from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
-
     y0, y1, x0, x1 = box
     real_crops = np.stack(
-        [read_resized(layout.image_path(trained.data_dir, i), (width, height))[y0:y1, x0:x1] for i in range(model.num_frames)]
+        [read_image(layout.image_path(trained.data_dir, i), size=(width, height))[y0:y1, x0:x1] for i in range(model.num_frames)]
     ).astype(np.float32) / 255
     real = motion_figures(real_crops, frame_levels_db(own_signal, model.num_frames, fps))
 
     signal = speech[: int(args.seconds * SAMPLE_RATE)]
     num_frames = int(len(signal) / SAMPLE_RATE * fps)
     windows = torch.from_numpy(audio_windows_for_frames(signal, num_frames, fps))
-    blink = torch.full((num_frames,), float(model.blink[frame]))
-    with model.driven_by(windows, blink) if num_frames else contextlib.nullcontext():
+    source = torch.full((num_frames,), frame, dtype=torch.long)  # blink (and pose) of the frame whose pose is used
+    with model.driven_by(audio_features=windows, source_frames=source) if num_frames else contextlib.nullcontext():
         crops = render_mouth_crops(model, camera, box, num_frames)
     level = frame_levels_db(signal, num_frames, fps)
     new = motion_figures(crops, level)

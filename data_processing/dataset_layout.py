@@ -26,6 +26,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 DATASET_FORMAT = "dtnerf-dataset"
 DATASET_VERSION = 2
 """2: speaker-referenced, noise-gated audio features (``data_processing.audio.FEATURE_KIND``)."""
@@ -63,6 +65,23 @@ def semantics_path(root: Path, index: int) -> Path:
 
 def headless_path(root: Path, index: int) -> Path:
     return root / "headless" / f"{frame_name(index)}.jpg"
+
+
+def frame_time(index: int, num_frames: int) -> float:
+    """The camera ``time`` of frame ``index`` in transforms.json: ``index / (num_frames - 1)``, in [0, 1]."""
+    return index / max(num_frames - 1, 1)
+
+
+def frame_of_time(times, num_frames: int):
+    """Frame index of each time (``round(time * (num_frames - 1))``, clamped): the inverse of :func:`frame_time`.
+
+    The one place that maps times back to frames; at eval and in the viewer a camera's ``times`` is all that identifies
+    its frame. Takes a float, a numpy array or a torch tensor and returns the same kind (int64).
+    """
+    if hasattr(times, "clamp"):  # torch tensor (no torch import here: data_processing does not need torch)
+        return (times.float() * (num_frames - 1)).round().long().clamp(0, num_frames - 1)
+    frames = np.clip(np.rint(np.asarray(times, dtype=np.float64) * (num_frames - 1)), 0, num_frames - 1)
+    return frames.astype(np.int64) if frames.ndim else int(frames)
 
 
 def is_dataset(root: Path) -> bool:

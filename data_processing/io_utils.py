@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -63,13 +63,20 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
     write_bytes(path, buf.tobytes())
 
 
-def read_mask(path: Path) -> np.ndarray:
-    """Read a mask written by ``write_mask`` (or any 0/255 image) as boolean [H, W]."""
-    return read_image(path, grayscale=True) > 127
+def read_mask(path: Path, size: Optional[Tuple[int, int]] = None) -> np.ndarray:
+    """Read a mask written by ``write_mask`` (or any 0/255 image) as boolean [H, W], resized to ``size`` first."""
+    return read_image(path, grayscale=True, size=size) > 127
 
 
-def read_image(path: Path, grayscale: bool = False) -> np.ndarray:
-    """Read an image as RGB uint8 (or single-channel); works with non-ASCII paths."""
+def read_image(
+    path: Path, grayscale: bool = False, size: Optional[Tuple[int, int]] = None, nearest: bool = False
+) -> np.ndarray:
+    """Read an image as RGB uint8 [H, W, 3] (or single-channel [H, W]); works with non-ASCII paths.
+
+    The project's one image reader (dataset, training cache, backdrops, render, eval). ``size`` = (width, height)
+    resizes when it differs: area-averaging when shrinking (like PIL's antialiased bilinear), bilinear when enlarging,
+    or nearest-neighbour with ``nearest`` (label maps).
+    """
     data = np.fromfile(str(path), dtype=np.uint8)
     flag = cv2.IMREAD_GRAYSCALE if grayscale else cv2.IMREAD_COLOR
     image = cv2.imdecode(data, flag)
@@ -77,4 +84,12 @@ def read_image(path: Path, grayscale: bool = False) -> np.ndarray:
         raise OSError(f"could not read image {path}")
     if not grayscale:
         image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+    if size is not None and (image.shape[1], image.shape[0]) != tuple(size):
+        if nearest:
+            interpolation = cv2.INTER_NEAREST
+        elif size[0] < image.shape[1]:
+            interpolation = cv2.INTER_AREA
+        else:
+            interpolation = cv2.INTER_LINEAR
+        image = cv2.resize(image, (int(size[0]), int(size[1])), interpolation=interpolation)
     return image

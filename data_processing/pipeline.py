@@ -390,7 +390,7 @@ class Pipeline:
             {
                 "file_path": rel(layout.image_path(root, i)),
                 "transform_matrix": c2w[i].tolist(),
-                "time": i / max(n - 1, 1),
+                "time": layout.frame_time(i, n),
                 "frame_index": i,
             }
             for i in range(n)

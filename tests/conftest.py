@@ -1,4 +1,4 @@
-"""Shared fixtures for the dtnerf_ns tests (tests/data, tests/models)."""
+"""Shared fixtures for the dtnerf_ns tests (a tiny processed dataset, tiny training runs)."""
 
 from __future__ import annotations
 
@@ -30,11 +30,11 @@ def tiny_dtnerf_dataset(tmp_path_factory) -> Path:
     return out
 
 
-def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_stage_start: int):
+def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_stage_fraction=None):
     """dtnerf-small, adapted to a 64 px dataset and a handful of CPU iterations (config saved, ready to train)."""
     import copy  # noqa: PLC0415
 
-    from dtnerf_ns.configs.method_configs import dtnerf_small_config  # noqa: PLC0415
+    from dtnerf_ns.methods.dtnerf.dtnerf_config import dtnerf_small_config  # noqa: PLC0415
 
     config = copy.deepcopy(dtnerf_small_config)
     config.output_dir = output_dir
@@ -42,7 +42,7 @@ def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_st
     config.pipeline.datamanager.dataparser.downscale_factor = 1.0  # the dataset is 64 px already
     config.machine.device_type = "cpu"
     config.max_num_iterations = iterations
-    config.pipeline.model.fine_stage_start = fine_stage_start
+    config.pipeline.datamanager.fine_stage_fraction = fine_stage_fraction
     config.steps_per_save = iterations
     config.steps_per_eval_batch = 20
     config.steps_per_eval_image = 20
@@ -57,7 +57,7 @@ def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_st
 
 @pytest.fixture(scope="session")
 def tiny_train_config():
-    """Factory: ``tiny_train_config(dataset, output_dir, iterations, fine_stage_start)`` -> a saved TrainerConfig."""
+    """Factory: ``tiny_train_config(dataset, output_dir, iterations, fine_stage_fraction)`` -> a saved TrainerConfig."""
     return _tiny_train_config
 
 
@@ -72,7 +72,7 @@ def tiny_trained_config(tiny_dtnerf_dataset: Path, tmp_path_factory) -> Path:
     random.seed(0)
     np.random.seed(0)
     torch.manual_seed(0)
-    config = _tiny_train_config(tiny_dtnerf_dataset, tmp_path_factory.mktemp("trained"), 30, 1_000_000)
+    config = _tiny_train_config(tiny_dtnerf_dataset, tmp_path_factory.mktemp("trained"), 30)
     trainer = config.setup(local_rank=0, world_size=1)
     trainer.setup()
     trainer.train()

@@ -19,6 +19,7 @@ from jaxtyping import Float
 
 from data_processing import dataset_layout
 from data_processing.errors import ProcessingError
+from dtnerf_ns.core.data.talking_head_dataset import FACE_MASK
 from dtnerf_ns.evaluation.fid import FIDMetric, fid_from_features
 from dtnerf_ns.evaluation.image_metrics import image_metrics
 from dtnerf_ns.evaluation.landmark_distance import LandmarkDistance, to_uint8
@@ -104,13 +105,14 @@ def _mean(values: List[float]) -> float:
 def _sync_inputs(dataset, frame_indices: np.ndarray, fps: float) -> Union[SyncInputs, str]:
     """Face boxes from the ground-truth face masks and the test audio, or the reason they cannot be had."""
     from data_processing.audio import SAMPLE_RATE, load_audio  # noqa: PLC0415
-    from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
+    from data_processing.io_utils import read_mask  # noqa: PLC0415
 
     order = np.argsort(frame_indices)
     if not np.all(np.diff(frame_indices[order]) == 1):
         return "the test frames are not one contiguous stretch of the clip"
-    size = (int(dataset.cameras.width[0, 0]), int(dataset.cameras.height[0, 0]))
-    masks = [read_resized(path, size, "L") > 127 for path in dataset.face_mask_filenames]
+    if "face" not in dataset.pixel_map_files:
+        return "the model's datamanager reads no face masks (add 'face' to --pipeline.datamanager.pixel-maps)"
+    masks = [read_mask(path, dataset.size(0)) for path in dataset.pixel_map_files["face"]]
     try:
         boxes = face_boxes([masks[i] for i in order])
         audio = load_audio(Path(dataset.metadata["data_dir"]) / dataset_layout.AUDIO_WAV)
@@ -129,7 +131,8 @@ def evaluate(
     on_frame: Optional[Callable[[], None]] = None,
     on_stage: Optional[Callable[[str], None]] = None,
 ) -> EvalResult:
-    """Renders the test split of ``pipeline`` (a DTNeRFModel's) and computes every available metric.
+    """Renders the test split of ``pipeline`` (any talking-head model: its final frames, ``rgb``) and computes every
+    available metric.
 
     Args:
         pipeline: A loaded pipeline whose datamanager holds the test split as ``eval_dataset``.
@@ -160,13 +163,13 @@ def evaluate(
     for i in range(num):
         data = dataset[i]
         start = time.perf_counter()
-        outputs = model.get_outputs_for_camera(cameras[i : i + 1])
+        outputs = model.render_final_frame(cameras[i : i + 1])  # the final frame, as every consumer shows it
         if device.type == "cuda":
             torch.cuda.synchronize(device)
         render_seconds += time.perf_counter() - start
         pred = outputs["rgb"].detach().clamp(0, 1).float().cpu()
         gt = data["image"][..., :3].float()
-        mask = data["face_mask"][..., 0] > 0.5
+        mask = data[FACE_MASK][..., 0] > 0.5 if FACE_MASK in data else torch.ones(gt.shape[:2], dtype=torch.bool)
 
         row: Dict[str, Any] = {"frame_index": int(frame_indices[i]), **image_metrics(pred, gt, mask)}
         if isinstance(lpips_metric, LPIPSMetric):

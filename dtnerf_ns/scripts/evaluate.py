@@ -1,4 +1,4 @@
-"""``dtnerf-eval``: the metrics of the DT-NeRF and SAHS-NeRF papers' tables for a trained DT-NeRF model's test split.
+"""``dtnerf-eval``: the metrics of the DT-NeRF and SAHS-NeRF papers' tables for a trained model's test split.
 
 Example::
 
@@ -85,7 +85,7 @@ class EvaluateDTNeRF:
     markdown table like the paper's and a ground truth / render / error strip."""
 
     load_config: Path
-    """config.yml of a trained dtnerf / dtnerf-small run (written by ns-train)."""
+    """config.yml of a trained run of any method of this package, e.g. dtnerf / dtnerf-small (written by ns-train)."""
     output: Optional[Path] = None
     """Folder for the report; None: eval/ beside the config. An earlier report there is replaced."""
     lpips_weights: Optional[Path] = None

@@ -17,6 +17,7 @@ import os
 import sys
 import time
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -27,6 +28,7 @@ import tyro
 from jaxtyping import Float
 from typing_extensions import Annotated
 
+from data_processing.dataset_layout import frame_time
 from data_processing.errors import ProcessingError
 from dtnerf_ns.scripts.trained_model import TrainedModelError
 
@@ -158,10 +160,12 @@ class Mp4Writer:
 # ---------------------------------------------------------------- the command
 @dataclass
 class RenderTalkingVideo:
-    """Render a talking video of a trained dtnerf model driven by new speech, with the audio muxed in (H.264 mp4).
+    """Render a talking video of a trained model (dtnerf or any method of this package) driven by new speech, with
+    the audio muxed in (H.264 mp4).
 
     Head poses and eye blinks replay the training frames (forward and back) unless --pose-frame or --poses is given.
-    The head is composited over the head-less training frame of the same pose, at the dataset's full resolution.
+    The render is composited over the backdrop of the training frame of the same pose (the head-less frame for
+    dtnerf), at the dataset's full resolution.
     """
 
     load_config: Path
@@ -236,9 +240,8 @@ class RenderTalkingVideo:
         import torch  # noqa: PLC0415
         from rich.console import Console  # noqa: PLC0415
 
-        from data_processing import dataset_layout  # noqa: PLC0415
         from data_processing.audio import FEATURE_KIND, SAMPLE_RATE, audio_windows_for_frames  # noqa: PLC0415
-        from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
+        from dtnerf_ns.core.compositing import Backdrops  # noqa: PLC0415
         from dtnerf_ns.scripts.trained_model import load_trained_model  # noqa: PLC0415
 
         console = Console(stderr=True)
@@ -281,8 +284,7 @@ class RenderTalkingVideo:
                     f"{int(frame_indices.min())}..{int(frame_indices.max())}, the test frames excluded)."
                 )
             pose_override = np.repeat(c2w[known[self.pose_frame]][None], num_frames, axis=0)
-        source_frames = frame_indices[source]  # dataset frame of each output frame: backdrop and blink
-        blink = model.blink.detach().cpu().numpy()[source_frames]
+        source_frames = frame_indices[source]  # dataset frame of each output frame: backdrop, blink, expression
 
         # Sizes: output at the dataset's resolution x scale; the head is rendered at most at the training resolution
         # (what the model learned; finer renders cost time without adding detail) and upsampled.
@@ -291,9 +293,8 @@ class RenderTalkingVideo:
         out_h = max(2, int(round(full_h * self.resolution_scale / 2)) * 2)
         train_scale = 1.0 / float(getattr(trained.config.pipeline.datamanager.dataparser, "downscale_factor", 1.0))
         render_scale = min(self.resolution_scale, train_scale)
-        background_static = None
-        if self.head_only:
-            background_static = read_resized(data_dir / dataset_layout.BACKGROUND, (out_w, out_h)).astype(np.float32) / 255
+        # Head-only: over the static background; else over the source frame's backdrop (the method's kind).
+        backdrops = Backdrops(data_dir, "background" if self.head_only else model.backdrop_kind)
 
         writer = Mp4Writer(self.output, out_w, out_h, fps, signal, SAMPLE_RATE)
         console.print(
@@ -301,10 +302,10 @@ class RenderTalkingVideo:
             f"{int(full_w * render_scale)}x{int(full_h * render_scale)}, video at {out_w}x{out_h}"
         )
         try:
-            with model.driven_by(torch.from_numpy(windows), torch.from_numpy(blink)):
+            with model.driven_by(audio_features=torch.from_numpy(windows), source_frames=torch.from_numpy(source_frames)):
                 self._render_frames(
-                    model, cameras, source, source_frames, pose_override, render_scale, (out_h, out_w), data_dir,
-                    background_static, writer, console,
+                    model, cameras, source, source_frames, pose_override, render_scale, (out_h, out_w), backdrops,
+                    writer, console,
                 )
             writer.close()
         except BaseException:
@@ -314,44 +315,55 @@ class RenderTalkingVideo:
         return self.output
 
     def _render_frames(
-        self, model, cameras, source, source_frames, pose_override, render_scale, out_hw, data_dir, background_static,
-        writer, console,
+        self, model, cameras, source, source_frames, pose_override, render_scale, out_hw, backdrops, writer, console
     ) -> None:
-        """Renders each output frame with its camera row (pose) and new-audio time, composites it and encodes it."""
-        import torch  # noqa: PLC0415
-        import torch.nn.functional as F  # noqa: PLC0415
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
+        """Renders each output frame with its camera row (pose) and new-audio time, over its backdrop, and encodes it.
 
-        from data_processing import dataset_layout  # noqa: PLC0415
-        from dtnerf_ns.data.dtnerf_dataset import read_resized  # noqa: PLC0415
+        Three stages overlap: backdrops are decoded ahead by reader threads, the model renders on the main thread, and
+        the previous frame is encoded by a writer thread meanwhile (PyAV and libx264 release the GIL), so on a GPU
+        the render is not serialised behind disk and encoder. The only host-device transfer is the finished frame.
+        """
+        import torch  # noqa: PLC0415
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
 
         num_frames = len(source)
         out_h, out_w = out_hw
+        lookahead = 8
         progress = Progress(
             TextColumn("[bold]render"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[fps]:.2f} frames/s"), TimeRemainingColumn(), console=console, transient=False,
         )
+
+        def read_backdrop(k: int):
+            image = backdrops.read(int(source_frames[k]), (out_w, out_h))
+            if image is None:
+                raise RenderError(f"{backdrops.path(int(source_frames[k]))}: missing; re-run dtnerf-process.")
+            return torch.from_numpy(image)
+
         started = time.perf_counter()
-        with progress:
+        with progress, ThreadPoolExecutor(2, thread_name_prefix="backdrop") as readers, ThreadPoolExecutor(
+            1, thread_name_prefix="encode"
+        ) as encoder:
             task = progress.add_task("render", total=num_frames, fps=0.0)
+            ahead = {k: readers.submit(read_backdrop, k) for k in range(min(lookahead, num_frames))}
+            encoding = None
             for k in range(num_frames):
+                backdrop = ahead.pop(k).result()
+                if k + lookahead < num_frames:
+                    ahead[k + lookahead] = readers.submit(read_backdrop, k + lookahead)
                 camera = cameras[int(source[k]) : int(source[k]) + 1]
                 if pose_override is not None:
                     camera.camera_to_worlds = torch.from_numpy(pose_override[k : k + 1]).to(camera.camera_to_worlds)
                 camera.rescale_output_resolution(render_scale)
-                camera.times = torch.full((1, 1), k / max(num_frames - 1, 1), dtype=torch.float32)
-                render = model.get_outputs_for_camera(camera.to(model.device))
-                head = torch.cat([render["rgb_head"], render["accumulation"]], dim=-1).permute(2, 0, 1)[None]
-                head = F.interpolate(head.float(), size=(out_h, out_w), mode="bilinear", align_corners=False)[0]
-                head = head.permute(1, 2, 0).cpu().numpy()
-                if background_static is not None:
-                    backdrop = background_static
-                else:
-                    headless = dataset_layout.headless_path(data_dir, int(source_frames[k]))
-                    backdrop = read_resized(headless, (out_w, out_h)) / 255.0
-                rgb = head[..., :3] + (1.0 - head[..., 3:]) * backdrop
-                writer.write_frame((np.clip(rgb, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8))
+                camera.times = torch.full((1, 1), frame_time(k, num_frames), dtype=torch.float32)
+                rgb = model.render_final_frame(camera.to(model.device), backdrop=backdrop, output_size=(out_h, out_w))["rgb"]
+                frame = (rgb.clamp(0.0, 1.0) * 255.0 + 0.5).to(torch.uint8).cpu().numpy()
+                if encoding is not None:
+                    encoding.result()  # frames stay in order; an encoder error surfaces here
+                encoding = encoder.submit(writer.write_frame, frame)
                 progress.update(task, advance=1, fps=(k + 1) / (time.perf_counter() - started))
+            if encoding is not None:
+                encoding.result()
 
 
 def entrypoint() -> None:

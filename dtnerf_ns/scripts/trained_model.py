@@ -1,4 +1,4 @@
-"""Load a trained DT-NeRF run (``config.yml`` + checkpoint) for ``dtnerf-render`` and ``dtnerf-eval``.
+"""Load a trained run of any method of this package (``config.yml`` + checkpoint) for ``dtnerf-render`` and ``dtnerf-eval``.
 
 Everything that can be wrong with the run is checked before nerfstudio builds the pipeline, so the tools can stop with
 one line (:class:`TrainedModelError`) instead of nerfstudio's asserts, ``sys.exit`` or a traceback.
@@ -25,7 +25,7 @@ class TrainedModel:
 
     config: "TrainerConfig"  # type: ignore[name-defined]  # noqa: F821
     pipeline: "Pipeline"  # type: ignore[name-defined]  # noqa: F821
-    model: "DTNeRFModel"  # type: ignore[name-defined]  # noqa: F821
+    model: "TalkingHeadModel"  # type: ignore[name-defined]  # noqa: F821
     data_dir: Path
     """The processed dataset the model was trained on (frames, head-less images, poses)."""
     checkpoint: Path
@@ -36,7 +36,7 @@ def _check_run(config_path: Path) -> "TrainerConfig":  # type: ignore[name-defin
     import yaml  # noqa: PLC0415
     from nerfstudio.engine.trainer import TrainerConfig  # noqa: PLC0415
 
-    from dtnerf_ns.models.dtnerf_model import DTNeRFModelConfig  # noqa: PLC0415
+    from dtnerf_ns.core.talking_head_model import TalkingHeadModelConfig  # noqa: PLC0415
 
     if not config_path.is_file():
         raise TrainedModelError(f"{config_path}: no such file; pass the config.yml that ns-train wrote for the run.")
@@ -44,12 +44,19 @@ def _check_run(config_path: Path) -> "TrainerConfig":  # type: ignore[name-defin
         config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
     except Exception as err:  # noqa: BLE001 - any parse failure means "not a run config"
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        if "dtnerf_ns" in reason:  # a class path of an older layout of this package
+            raise TrainedModelError(
+                f"{config_path}: written by an older dtnerf_ns whose checkpoints this version cannot load ({reason}); "
+                "retrain with ns-train."
+            ) from err
         raise TrainedModelError(f"{config_path}: not a nerfstudio config.yml ({reason}).") from err
     if not isinstance(config, TrainerConfig):
         raise TrainedModelError(f"{config_path}: not a nerfstudio config.yml; pass the one ns-train wrote for the run.")
-    if not isinstance(getattr(config.pipeline, "model", None), DTNeRFModelConfig):
+    if not isinstance(getattr(config.pipeline, "model", None), TalkingHeadModelConfig):
         method = getattr(config, "method_name", "?")
-        raise TrainedModelError(f"{config_path}: a '{method}' model, not a dtnerf model; train one with ns-train dtnerf.")
+        raise TrainedModelError(
+            f"{config_path}: a '{method}' model, not a talking-head model of dtnerf_ns; train one with ns-train dtnerf."
+        )
     # Checkpoints sit beside config.yml (ns-train's layout); looking there also finds a run that was moved.
     config.load_dir = config_path.parent / config.relative_model_dir
     checkpoints = sorted(config.load_dir.glob("step-*.ckpt"))
@@ -65,7 +72,7 @@ def _check_run(config_path: Path) -> "TrainerConfig":  # type: ignore[name-defin
 
 
 def load_trained_model(config_path: Path, test_mode: Literal["test", "inference"] = "inference") -> TrainedModel:
-    """Checks and loads a trained DT-NeRF run on the GPU when there is one, else the CPU.
+    """Checks and loads a trained run on the GPU when there is one, else the CPU.
 
     Raises:
         TrainedModelError: the file is not a dtnerf run config, it has no checkpoint, or its dataset is missing.

@@ -87,7 +87,7 @@ def test_other_models_and_occupied_folders_are_refused(tmp_path: Path, monkeypat
     occupied.mkdir()
     (occupied / "notes.txt").write_text("keep me")
     cases = [
-        ([nerfacto], f"{nerfacto}: a 'nerfacto' model, not a dtnerf model"),
+        ([nerfacto], f"{nerfacto}: a 'nerfacto' model, not a talking-head model of dtnerf_ns"),
         ([tmp_path / "absent.yml"], "absent.yml: no such file"),
         ([nerfacto, "--output", occupied], f"{occupied}: holds other files (not an earlier dtnerf-eval output)"),
     ]

@@ -33,10 +33,10 @@ class _Cameras:
 
 
 class _Dataset:
-    """The first NUM_FRAMES frames of a dtnerf-process dataset, as DTNeRFDataset items."""
+    """The first NUM_FRAMES frames of a dtnerf-process dataset, as TalkingHeadDataset items."""
 
     def __init__(self, root: Path):
-        self.face_mask_filenames = [dataset_layout.mask_path(root, "face", i) for i in range(NUM_FRAMES)]
+        self.pixel_map_files = {"face": [dataset_layout.mask_path(root, "face", i) for i in range(NUM_FRAMES)]}
         self.images = [np.asarray(Image.open(dataset_layout.image_path(root, i))) for i in range(NUM_FRAMES)]
         self.cameras = _Cameras(NUM_FRAMES, self.images[0].shape[0])
         self.metadata = {"frame_indices": torch.arange(NUM_FRAMES), "fps": 25.0, "data_dir": root}
@@ -44,8 +44,11 @@ class _Dataset:
     def __len__(self) -> int:
         return NUM_FRAMES
 
+    def size(self, i: int):
+        return self.images[i].shape[1], self.images[i].shape[0]
+
     def __getitem__(self, i: int):
-        mask = np.asarray(Image.open(self.face_mask_filenames[i]).convert("L")) > 127
+        mask = np.asarray(Image.open(self.pixel_map_files["face"][i]).convert("L")) > 127
         return {
             "image": torch.from_numpy(self.images[i] / 255.0).float(),
             "face_mask": torch.from_numpy(mask[..., None].astype(np.float32)),
@@ -58,7 +61,7 @@ class _PerfectModel:
     def __init__(self, dataset: _Dataset):
         self.dataset = dataset
 
-    def get_outputs_for_camera(self, index: int):
+    def render_final_frame(self, index: int):
         return {"rgb": self.dataset[index]["image"].clone()}
 
 

@@ -193,7 +193,7 @@ def test_cli_refuses_a_config_that_is_not_dtnerf(tmp_path: Path):
     )
     assert result.returncode == 1
     lines = [line for line in result.stderr.splitlines() if line.strip()]
-    assert lines[-1].startswith("dtnerf-render: error: ") and "not a dtnerf model" in lines[-1], result.stderr
+    assert lines[-1].startswith("dtnerf-render: error: ") and "not a talking-head model of dtnerf_ns" in lines[-1], result.stderr
     assert "Traceback" not in result.stderr and not out.exists()
     with pytest.raises(TrainedModelError, match="no such file"):
         RenderTalkingVideo(load_config=tmp_path / "nope.yml", audio=speech, output=out).main()

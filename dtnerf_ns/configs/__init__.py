@@ -1,1 +1,0 @@
-"""Nerfstudio method configurations (entry points)."""

@@ -1,0 +1,106 @@
+"""Per-pixel talking-head dataset: the image plus the maps a method trains on (like nerfstudio's DepthDataset).
+
+Each frame's pixels are read in their compact stored form (:meth:`TalkingHeadDataset.read_pixels`, all uint8: RGB
+images, region masks packed as bits of one byte, semantic labels) and turned into the values a model reads only per
+batch (:func:`pixels_to_batch`). The training cache keeps the stored form; nerfstudio's own per-image path
+(``dataset[i]``: eval images, the viewer's thumbnails) converts one image at a time.
+
+Per-frame conditioning (audio windows, blink, ...) is NOT returned here: the pixel sampler indexes every per-image
+tensor as [y, x]; the model looks those arrays up by frame index instead.
+"""
+
+from __future__ import annotations
+
+from typing import Dict, Mapping, Tuple
+
+import numpy as np
+import numpy.typing as npt
+import torch
+from jaxtyping import UInt8
+from nerfstudio.data.dataparsers.base_dataparser import DataparserOutputs
+from nerfstudio.data.datasets.base_dataset import InputDataset
+from torch import Tensor
+
+from data_processing import dataset_layout as layout
+from data_processing.io_utils import read_image, read_mask
+
+# Batch keys (never "mask": nerfstudio reserves it to restrict ray sampling).
+HEADLESS = "headless"
+SEMANTICS = "semantics"
+MASK_BITS: Dict[str, int] = {kind: 1 << i for i, kind in enumerate(layout.MASK_KINDS)}
+"""Bit of each region mask in the packed ``masks`` byte."""
+
+
+def mask_key(kind: str) -> str:
+    """Batch key of a region mask, e.g. ``face_mask``."""
+    return f"{kind}_mask"
+
+
+FACE_MASK, MOUTH_MASK = mask_key("face"), mask_key("mouth")
+
+
+def pixels_to_batch(stored: Mapping[str, Tensor], mask_kinds: Tuple[str, ...]) -> Dict[str, Tensor]:
+    """Stored uint8 pixels (any leading shape) -> the values a model reads.
+
+    ``image`` / ``headless`` [..., 3] float in [0, 1]; each of ``mask_kinds`` as ``<kind>_mask`` [..., 1] float in
+    {0, 1}; ``semantics`` [...] int64 labels. The one conversion, used per batch by the cache and per image by
+    ``dataset[i]``.
+    """
+    batch: Dict[str, Tensor] = {}
+    for key in ("image", HEADLESS):
+        if key in stored:
+            batch[key] = stored[key].float() / 255.0
+    if "masks" in stored:
+        for kind in mask_kinds:
+            batch[mask_key(kind)] = ((stored["masks"] & MASK_BITS[kind]) != 0).float()[..., None]
+    if SEMANTICS in stored:
+        batch[SEMANTICS] = stored[SEMANTICS].long()
+    return batch
+
+
+class TalkingHeadDataset(InputDataset):
+    """Images resized to the cameras' resolution (dataparser ``downscale_factor`` x ``camera_res_scale_factor``) and
+    the maps named in the dataparser's ``required_maps``: ``headless`` [H, W, 3], ``<kind>_mask`` [H, W, 1],
+    ``semantics`` [H, W] (see :func:`pixels_to_batch`)."""
+
+    def __init__(self, dataparser_outputs: DataparserOutputs, scale_factor: float = 1.0):
+        super().__init__(dataparser_outputs, scale_factor)
+        assert "pixel_map_files" in self.metadata, "TalkingHeadDataset needs the talking-head-data dataparser"
+        self.pixel_map_files: Dict[str, list] = self.metadata["pixel_map_files"]
+        self.mask_kinds: Tuple[str, ...] = tuple(k for k in layout.MASK_KINDS if k in self.pixel_map_files)
+
+    def size(self, image_idx: int) -> Tuple[int, int]:
+        """(width, height) of the camera (after all rescaling)."""
+        return int(self.cameras.width[image_idx, 0]), int(self.cameras.height[image_idx, 0])
+
+    def bytes_per_frame(self) -> int:
+        """Host memory one frame takes in its stored form."""
+        width, height = self.size(0)
+        channels = 3 + (3 if HEADLESS in self.pixel_map_files else 0)
+        channels += (1 if self.mask_kinds else 0) + (1 if SEMANTICS in self.pixel_map_files else 0)
+        return width * height * channels
+
+    def read_pixels(self, image_idx: int, with_image: bool = True) -> Dict[str, UInt8[np.ndarray, "h w *c"]]:
+        """One frame in its stored form: ``image`` / ``headless`` [H, W, 3], ``masks`` [H, W] (bit per region, see
+        :data:`MASK_BITS`), ``semantics`` [H, W] labels; all uint8 at the camera's resolution."""
+        size = self.size(image_idx)
+        pixels: Dict[str, np.ndarray] = {}
+        if with_image:
+            pixels["image"] = read_image(self.image_filenames[image_idx], size=size)
+        if HEADLESS in self.pixel_map_files:
+            pixels[HEADLESS] = read_image(self.pixel_map_files[HEADLESS][image_idx], size=size)
+        if self.mask_kinds:
+            packed = np.zeros((size[1], size[0]), dtype=np.uint8)
+            for kind in self.mask_kinds:
+                packed |= read_mask(self.pixel_map_files[kind][image_idx], size=size).astype(np.uint8) * MASK_BITS[kind]
+            pixels["masks"] = packed
+        if SEMANTICS in self.pixel_map_files:
+            pixels[SEMANTICS] = read_image(self.pixel_map_files[SEMANTICS][image_idx], grayscale=True, size=size, nearest=True)
+        return pixels
+
+    def get_numpy_image(self, image_idx: int) -> npt.NDArray[np.uint8]:
+        return read_image(self.image_filenames[image_idx], size=self.size(image_idx))
+
+    def get_metadata(self, data: Dict) -> Dict:
+        stored = {k: torch.from_numpy(v) for k, v in self.read_pixels(data["image_idx"], with_image=False).items()}
+        return pixels_to_batch(stored, self.mask_kinds)

@@ -1,0 +1,153 @@
+"""What every talking-head method shares: per-frame conditioning, the backdrop, compositing, and the final frame.
+
+A method subclasses :class:`TalkingHeadModel` and implements nerfstudio's ``get_outputs(ray_bundle)`` returning at
+least ``rgb_head`` (premultiplied colour of what its field renders) and ``accumulation``; frames and their signals
+come from ``self.conditioning``. Everything that shows a frame then goes through one interface,
+:meth:`TalkingHeadModel.render_final_frame` ("the final frame for this camera and frame"): the viewer and ``ns-render``
+(through ``get_outputs_for_camera``), ``dtnerf-eval`` and ``dtnerf-render``. It composites the layers over the
+method's backdrop (:mod:`~dtnerf_ns.core.compositing`) and applies the method's image-space :meth:`post_process`
+(identity here; SAHS-NeRF's texture network goes there), keeping the unprocessed frame as ``rgb_raw``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple, Type
+
+import torch
+import torch.nn.functional as F
+from jaxtyping import Float
+from nerfstudio.cameras.cameras import Cameras
+from nerfstudio.data.scene_box import OrientedBox
+from nerfstudio.models.base_model import Model, ModelConfig
+from torch import Tensor
+
+from dtnerf_ns.core.compositing import BackdropKind, Backdrops, composite
+from dtnerf_ns.core.conditioning import FrameConditioning
+from dtnerf_ns.core.data.talking_head_dataset import HEADLESS
+from dtnerf_ns.core.field_components.audio_augmentation import AudioFeatureAugmentation
+
+
+@dataclass
+class TalkingHeadModelConfig(ModelConfig):
+    """Settings every talking-head method shares (per-frame conditioning)."""
+
+    _target: Type = field(default_factory=lambda: TalkingHeadModel)
+    """Target class to instantiate."""
+    audio_dim: int = 32
+    """Audio code size (ER-NeRF: 32)."""
+    audio_window: int = 8
+    """Neighbouring frames smoothed by the audio attention net (ER-NeRF: 8)."""
+    audio_smoothing: bool = True
+    """Smooth audio codes over the window with ER-NeRF's AudioAttNet."""
+    audio_augment_formant_shift: float = 1.0
+    """Training only: largest random shift of each frame's features along the mel axis, in channels (~10% formant
+    change per channel), so the mouth generalises to other voices. 0 disables (so do the three below)."""
+    audio_augment_tilt: float = 0.2
+    """Training only: largest random spectral tilt per frame (feature units; 1 = the features' 30 dB range)."""
+    audio_augment_gain: float = 0.1
+    """Training only: largest random level change per frame (feature units)."""
+    audio_augment_noise: float = 0.02
+    """Training only: standard deviation of per-value Gaussian noise on the audio features (feature units)."""
+
+
+class TalkingHeadModel(Model):
+    """Base of every method of this package (see module docstring). Needs the talking-head-data metadata."""
+
+    config: TalkingHeadModelConfig
+    backdrop_kind: ClassVar[BackdropKind] = "headless"
+    """What the method's render is composited over: the frame's head-less image, or the static background."""
+
+    def populate_modules(self):
+        super().populate_modules()
+        metadata = self.kwargs.get("metadata") or {}
+        c = self.config
+        augmentation = AudioFeatureAugmentation(
+            formant_shift=c.audio_augment_formant_shift,
+            tilt=c.audio_augment_tilt,
+            gain=c.audio_augment_gain,
+            noise=c.audio_augment_noise,
+        )
+        self.conditioning = FrameConditioning(metadata, c.audio_dim, c.audio_window, c.audio_smoothing, augmentation)
+        self.data_dir: Optional[Path] = Path(metadata["data_dir"]) if metadata.get("data_dir") else None
+        self.backdrops = Backdrops(self.data_dir, self.backdrop_kind)
+        self._driven = False
+
+    @property
+    def num_frames(self) -> int:
+        return self.conditioning.num_frames
+
+    @contextlib.contextmanager
+    def driven_by(self, **signals: Any) -> Iterator[None]:
+        """Drive the model with another sequence (see :meth:`FrameConditioning.driven_by`). Inside the block frames
+        are not dataset frames, so no backdrop is looked up: pass one to :meth:`render_final_frame`."""
+        with self.conditioning.driven_by(**signals):
+            self._driven, driven = True, self._driven
+            try:
+                yield
+            finally:
+                self._driven = driven
+
+    # ------------------------------------------------------------------ training-time compositing
+    def batch_backdrop(self, batch: Dict[str, Any]) -> Float[Tensor, "rays 3"]:
+        key = HEADLESS if self.backdrop_kind == "headless" else "background"
+        if key not in batch:
+            raise KeyError(f"the batch has no '{key}' pixels: add it to --pipeline.datamanager.pixel-maps")
+        return batch[key].to(self.device)
+
+    def composite_batch(self, outputs: Dict[str, Tensor], batch: Dict[str, Any]) -> Tuple[Tensor, Tensor]:
+        """(ground truth, composited prediction) of a batch, both [..., 3] on the model's device."""
+        gt = batch["image"][..., :3].to(self.device)
+        return gt, composite(outputs["rgb_head"], outputs["accumulation"], self.batch_backdrop(batch))
+
+    # ------------------------------------------------------------------ final frames
+    def post_process(self, rgb: Float[Tensor, "h w 3"], frame: int) -> Float[Tensor, "h w 3"]:
+        """Image-space post-process of a composited frame (a method's hook; identity here)."""
+        return rgb
+
+    def camera_frame(self, camera: Cameras) -> int:
+        """The frame a single camera shows (from its time; frame 0 without one)."""
+        if camera.times is None:
+            return 0
+        return int(self.conditioning.frames_of_times(camera.times.reshape(-1)[:1])[0])
+
+    @torch.no_grad()
+    def render_final_frame(
+        self,
+        camera: Cameras,
+        backdrop: Optional[Float[Tensor, "h w 3"]] = None,
+        output_size: Optional[Tuple[int, int]] = None,
+        obb_box: Optional[OrientedBox] = None,
+    ) -> Dict[str, Tensor]:
+        """The final frame for this camera and its frame (from ``camera.times``).
+
+        The layers are rendered at the camera's resolution and, when ``output_size`` = (height, width) differs,
+        resized to it before compositing over ``backdrop`` (default: the method's backdrop of the camera's dataset
+        frame, or black where there is none, e.g. while :meth:`driven_by`).
+
+        Returns:
+            nerfstudio's outputs plus ``rgb`` (the final frame) and, when :meth:`post_process` is not the identity,
+            ``rgb_raw`` (the frame before it).
+        """
+        outputs = Model.get_outputs_for_camera(self, camera, obb_box=obb_box)
+        height, width = output_size or outputs["rgb_head"].shape[:2]
+        if (height, width) != tuple(outputs["rgb_head"].shape[:2]):
+            layers = torch.cat([outputs["rgb_head"], outputs["accumulation"]], dim=-1).permute(2, 0, 1)[None].float()
+            layers = F.interpolate(layers, size=(height, width), mode="bilinear", align_corners=False)[0].permute(1, 2, 0)
+            outputs["rgb_head"], outputs["accumulation"] = layers[..., :3], layers[..., 3:]
+        frame = self.camera_frame(camera)
+        if backdrop is None and not self._driven:
+            backdrop = self.backdrops.tensor(frame, (width, height), self.device)
+        rgb = outputs["rgb_head"] if backdrop is None else composite(outputs["rgb_head"], outputs["accumulation"], backdrop.to(self.device))
+        final = self.post_process(rgb, frame)
+        if final is not rgb:
+            outputs["rgb_raw"] = rgb
+        outputs["rgb"] = final
+        return outputs
+
+    @torch.no_grad()
+    def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:
+        """nerfstudio's per-camera render (viewer, ns-render, eval images), with ``rgb`` the final frame."""
+        return self.render_final_frame(camera, obb_box=obb_box)

@@ -1,1 +1,0 @@
-"""DT-NeRF data: dataparser (``dtnerf-data``), per-pixel dataset and datamanager."""

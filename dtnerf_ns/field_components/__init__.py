@@ -1,1 +1,0 @@
-"""Building blocks of the DT-NeRF field: hash grids, triplanes, audio networks, align transformer, fusion."""

@@ -1,1 +1,0 @@
-"""DT-NeRF fields."""

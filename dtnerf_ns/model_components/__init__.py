@@ -1,1 +1,0 @@
-"""Model components of the DT-NeRF method (samplers and rendering helpers)."""

@@ -3,7 +3,7 @@
 Why not nerfstudio's ``CacheDataloader``: it collates every image and every extra map as float32 (12 bytes per RGB
 pixel) and moves them to the device, so a 5-minute 512x512 clip (6,500 training frames) needs >50 GB of host memory
 and >25 GB of GPU memory before the first step, and it reloads its image subsets synchronously. Here frames stay in
-their stored form (:meth:`TalkingHeadDataset.read_pixels`, 7 bytes per pixel for DT-NeRF), on the CPU; only the
+their stored form (:meth:`TalkingHeadDataset.read_pixels`, 4 bytes per pixel for DT-NeRF), on the CPU; only the
 sampled rays are converted to float and moved to the device, so GPU memory does not grow with the number of frames.
 
 Frames that fit ``capacity`` are all loaded once. Otherwise nerfstudio's ``train_num_images_to_sample_from`` /
@@ -14,7 +14,6 @@ buffering: two subsets in memory, training never waits for the disk).
 
 from __future__ import annotations
 
-import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Dict, Optional, Sequence
@@ -76,11 +75,12 @@ class FrameCache:
         self.regions = tuple(regions)
         width, height = dataset.size(0)
         self.height, self.width = height, width
+        background = dataset.background()
+        self.background = None if background is None else torch.from_numpy(background)  # [H, W, 3], one for all frames
         self._rng = np.random.default_rng(seed)
         self._pool = ThreadPoolExecutor(max_workers=max(1, num_threads), thread_name_prefix="frame-decode")
         self._prefetcher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="frame-prefetch") if self.rotates else None
         self._next: Optional[Future] = None
-        self._lock = threading.Lock()
         self._loaded_at_step = 0
         self.current = self._load(self._pick(), label=label)
         self._start_prefetch()
@@ -141,7 +141,8 @@ class FrameCache:
         frames = frames or self.current
         flat = (slots * self.height + y) * self.width + x
         pixels = {key: value.reshape(-1, *value.shape[3:])[flat] for key, value in frames.stored.items()}
-        batch = pixels_to_batch(pixels, self.dataset.mask_kinds)
+        background = None if self.background is None else self.background[y, x]
+        batch = pixels_to_batch(pixels, self.dataset.mask_kinds, background)
         batch["indices"] = torch.stack([frames.image_indices[slots], y, x], dim=-1)
         return batch
 

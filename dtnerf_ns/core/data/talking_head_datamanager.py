@@ -44,8 +44,8 @@ class TalkingHeadDataManagerConfig(VanillaDataManagerConfig):
     """The talking-head-data dataparser (registered also as dtnerf-data)."""
     pixel_maps: Tuple[str, ...] = ("headless", "face", "mouth")
     """Per-pixel maps in each batch besides the image: "headless", "semantics" or mask kinds (face, mouth, eyes,
-    person, torso). Each costs memory per cached frame: 3 bytes per pixel for headless, 1 for all masks together,
-    1 for semantics."""
+    person, torso). Cached frames take 3 bytes per pixel for the image, 1 for all masks together (a head-less image
+    is rebuilt from the torso mask and the background), 1 for semantics."""
     mouth_ray_fraction: float = 0.25
     """Ray stage: fraction of each batch's rays drawn from mouth-mask pixels (the rest anywhere); 0 = uniform."""
     fine_stage_fraction: Optional[float] = None
@@ -156,17 +156,19 @@ class TalkingHeadDataManager(VanillaDataManager[TalkingHeadDataset]):
 
     # ------------------------------------------------------------------ stages
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
-        """Resolves the fine stage's first step from the trainer's --max-num-iterations (refusing one that never runs)."""
+        """Resolves the fine stage's first step from the trainer's --max-num-iterations, refusing a split that leaves
+        either stage without a step."""
         trainer = training_callback_attributes.trainer
         fraction = self.config.fine_stage_fraction
         if fraction is not None and trainer is not None:
             total = int(trainer.config.max_num_iterations)
             start = int(round(fraction * total))
             if start < 1 or start >= total:
+                stage = "coarse" if start < 1 else "fine"
                 print(
-                    f"talking-head-data: the fine stage would never run: --pipeline.datamanager.fine-stage-fraction "
-                    f"{fraction} of --max-num-iterations {total} starts at step {start}; raise the iterations or "
-                    f"lower the fraction.",
+                    f"talking-head-data: the {stage} stage would never run: --pipeline.datamanager.fine-stage-fraction "
+                    f"{fraction} of --max-num-iterations {total} starts the fine stage at step {start}; change the "
+                    f"iterations or the fraction.",
                     file=sys.stderr,
                     flush=True,
                 )

@@ -171,8 +171,14 @@ class TalkingHeadDataParser(DataParser):
         unknown = [m for m in self.config.required_maps if m not in PIXEL_MAP_KINDS]
         if unknown:
             raise ValueError(f"unknown pixel maps {unknown}; choose from {list(PIXEL_MAP_KINDS)}")
+        # A head-less image is the frame's torso over the static background (data_processing.masks.headless_image):
+        # the torso mask and background.png rebuild it, so the cache needs no second RGB image per frame.
+        kinds = tuple(dict.fromkeys(self.config.required_maps + (("torso",) if "headless" in self.config.required_maps else ())))
+        background = root / layout.BACKGROUND
+        if "headless" in kinds and self.config.check_files and not background.is_file():
+            raise _fail(background, "missing (needed to rebuild head-less frames)")
         image_filenames: List[Path] = []
-        map_files: Dict[str, List[Path]] = {kind: [] for kind in self.config.required_maps}
+        map_files: Dict[str, List[Path]] = {kind: [] for kind in kinds}
         poses, times, frame_indices = [], [], []
         for name in names:
             frame = by_path.get(str(name))
@@ -182,7 +188,7 @@ class TalkingHeadDataParser(DataParser):
             if not 0 <= idx < num_frames:
                 raise _fail(transforms_path, f"frame_index {idx} of {name} is outside [0, {num_frames})")
             image = root / str(frame["file_path"])
-            maps = {kind: pixel_map_path(root, kind, idx) for kind in self.config.required_maps}
+            maps = {kind: pixel_map_path(root, kind, idx) for kind in kinds}
             if self.config.check_files:
                 for f in (image, *maps.values()):
                     if not f.is_file():
@@ -225,6 +231,7 @@ class TalkingHeadDataParser(DataParser):
             "frame_indices": torch.tensor(frame_indices, dtype=torch.long),  # per image of this split
             "mouth_aabb": torch.from_numpy(mouth_aabb),
             "pixel_map_files": map_files,  # {kind: [path per image of this split]}
+            "background_file": background,
         }
         return DataparserOutputs(
             image_filenames=image_filenames,

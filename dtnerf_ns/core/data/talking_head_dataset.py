@@ -1,8 +1,10 @@
 """Per-pixel talking-head dataset: the image plus the maps a method trains on (like nerfstudio's DepthDataset).
 
-Each frame's pixels are read in their compact stored form (:meth:`TalkingHeadDataset.read_pixels`, all uint8: RGB
-images, region masks packed as bits of one byte, semantic labels) and turned into the values a model reads only per
-batch (:func:`pixels_to_batch`). The training cache keeps the stored form; nerfstudio's own per-image path
+Each frame's pixels are read in their compact stored form (:meth:`TalkingHeadDataset.read_pixels`, all uint8: the RGB
+image, region masks packed as bits of one byte, semantic labels) and turned into the values a model reads only per
+batch (:func:`pixels_to_batch`). The head-less image (torso over the static background) is not stored per frame: it
+is rebuilt per batch from the image, the torso bit and the one background image, exactly as dtnerf-process makes it
+(:func:`data_processing.masks.headless_image`), so DT-NeRF's frames take 4 bytes a pixel instead of 7. The training cache keeps the stored form; nerfstudio's own per-image path
 (``dataset[i]``: eval images, the viewer's thumbnails) converts one image at a time.
 
 Per-frame conditioning (audio windows, blink, ...) is NOT returned here: the pixel sampler indexes every per-image
@@ -11,7 +13,7 @@ tensor as [y, x]; the model looks those arrays up by frame index instead.
 
 from __future__ import annotations
 
-from typing import Dict, Mapping, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import numpy as np
 import numpy.typing as npt
@@ -39,17 +41,20 @@ def mask_key(kind: str) -> str:
 FACE_MASK, MOUTH_MASK = mask_key("face"), mask_key("mouth")
 
 
-def pixels_to_batch(stored: Mapping[str, Tensor], mask_kinds: Tuple[str, ...]) -> Dict[str, Tensor]:
+def pixels_to_batch(
+    stored: Mapping[str, Tensor], mask_kinds: Tuple[str, ...], background: Optional[Tensor] = None
+) -> Dict[str, Tensor]:
     """Stored uint8 pixels (any leading shape) -> the values a model reads.
 
-    ``image`` / ``headless`` [..., 3] float in [0, 1]; each of ``mask_kinds`` as ``<kind>_mask`` [..., 1] float in
-    {0, 1}; ``semantics`` [...] int64 labels. The one conversion, used per batch by the cache and per image by
-    ``dataset[i]``.
+    ``image`` [..., 3] float in [0, 1]; ``headless`` [..., 3] (the torso's image pixels, elsewhere ``background``, the
+    static background's uint8 pixels at the same places) when a background is given; each of ``mask_kinds`` as
+    ``<kind>_mask`` [..., 1] float in {0, 1}; ``semantics`` [...] int64 labels. The one conversion, used per batch by
+    the cache and per image by ``dataset[i]``.
     """
-    batch: Dict[str, Tensor] = {}
-    for key in ("image", HEADLESS):
-        if key in stored:
-            batch[key] = stored[key].float() / 255.0
+    batch: Dict[str, Tensor] = {"image": stored["image"].float() / 255.0}
+    if background is not None:
+        torso = ((stored["masks"] & MASK_BITS["torso"]) != 0)[..., None]
+        batch[HEADLESS] = torch.where(torso, stored["image"], background).float() / 255.0
     if "masks" in stored:
         for kind in mask_kinds:
             batch[mask_key(kind)] = ((stored["masks"] & MASK_BITS[kind]) != 0).float()[..., None]
@@ -68,6 +73,8 @@ class TalkingHeadDataset(InputDataset):
         assert "pixel_map_files" in self.metadata, "TalkingHeadDataset needs the talking-head-data dataparser"
         self.pixel_map_files: Dict[str, list] = self.metadata["pixel_map_files"]
         self.mask_kinds: Tuple[str, ...] = tuple(k for k in layout.MASK_KINDS if k in self.pixel_map_files)
+        self.rebuilds_headless = HEADLESS in self.pixel_map_files
+        self._background: Optional[np.ndarray] = None
 
     def size(self, image_idx: int) -> Tuple[int, int]:
         """(width, height) of the camera (after all rescaling)."""
@@ -76,19 +83,20 @@ class TalkingHeadDataset(InputDataset):
     def bytes_per_frame(self) -> int:
         """Host memory one frame takes in its stored form."""
         width, height = self.size(0)
-        channels = 3 + (3 if HEADLESS in self.pixel_map_files else 0)
-        channels += (1 if self.mask_kinds else 0) + (1 if SEMANTICS in self.pixel_map_files else 0)
+        channels = 3 + (1 if self.mask_kinds else 0) + (1 if SEMANTICS in self.pixel_map_files else 0)
         return width * height * channels
 
-    def read_pixels(self, image_idx: int, with_image: bool = True) -> Dict[str, UInt8[np.ndarray, "h w *c"]]:
-        """One frame in its stored form: ``image`` / ``headless`` [H, W, 3], ``masks`` [H, W] (bit per region, see
+    def background(self) -> Optional[UInt8[np.ndarray, "h w 3"]]:
+        """The static background at the cameras' resolution (None when head-less images are not asked for)."""
+        if self.rebuilds_headless and self._background is None:
+            self._background = read_image(self.metadata["background_file"], size=self.size(0))
+        return self._background
+
+    def read_pixels(self, image_idx: int) -> Dict[str, UInt8[np.ndarray, "h w *c"]]:
+        """One frame in its stored form: ``image`` [H, W, 3], ``masks`` [H, W] (bit per region, see
         :data:`MASK_BITS`), ``semantics`` [H, W] labels; all uint8 at the camera's resolution."""
         size = self.size(image_idx)
-        pixels: Dict[str, np.ndarray] = {}
-        if with_image:
-            pixels["image"] = read_image(self.image_filenames[image_idx], size=size)
-        if HEADLESS in self.pixel_map_files:
-            pixels[HEADLESS] = read_image(self.pixel_map_files[HEADLESS][image_idx], size=size)
+        pixels: Dict[str, np.ndarray] = {"image": read_image(self.image_filenames[image_idx], size=size)}
         if self.mask_kinds:
             packed = np.zeros((size[1], size[0]), dtype=np.uint8)
             for kind in self.mask_kinds:
@@ -102,5 +110,8 @@ class TalkingHeadDataset(InputDataset):
         return read_image(self.image_filenames[image_idx], size=self.size(image_idx))
 
     def get_metadata(self, data: Dict) -> Dict:
-        stored = {k: torch.from_numpy(v) for k, v in self.read_pixels(data["image_idx"], with_image=False).items()}
-        return pixels_to_batch(stored, self.mask_kinds)
+        stored = {k: torch.from_numpy(v) for k, v in self.read_pixels(data["image_idx"]).items()}
+        background = self.background()
+        batch = pixels_to_batch(stored, self.mask_kinds, None if background is None else torch.from_numpy(background))
+        del batch["image"]  # nerfstudio's own
+        return batch

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import List, Literal, Optional
+from typing import Any, Iterator, List, Literal, Optional, Tuple
 
 import torch
 from jaxtyping import Float
@@ -47,6 +47,37 @@ def _warn_tcnn_fallback_once() -> None:
             RuntimeWarning,
             stacklevel=3,
         )
+
+
+class _TableLookup(torch.autograd.Function):
+    """Bilinear lookup whose backward keeps only each corner's table row (as int32) and weight: 32 bytes per point and
+    level. Plain autograd also keeps int64 rows, the gathered features and the weight factors (~110 bytes), i.e.
+    gigabytes per step for a few hundred thousand samples on three planes of two fields. (Recomputing the rows in
+    backward, as tcnn does, would save the rest but costs a second hash per corner: ~1.6x slower steps on a CPU.)
+    Gradients flow to the table only (sample positions need none here)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, table: Tensor, grid: "HashGrid2D") -> Tensor:  # type: ignore[override]
+        assert grid.num_table_rows < 2**31, "int32 rows"
+        out: Optional[Tensor] = None
+        rows = torch.empty((4, *x.shape[:-1], grid.num_levels), dtype=torch.int32, device=x.device)
+        weights = torch.empty(rows.shape, dtype=torch.float32, device=x.device)
+        for corner, (corner_rows, weight) in enumerate(grid.corners(x)):
+            term = weight[..., None] * table[corner_rows]
+            out = term if out is None else out + term
+            rows[corner], weights[corner] = corner_rows, weight
+        ctx.save_for_backward(rows, weights)
+        ctx.table_shape = table.shape
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad_out: Tensor) -> Tuple[None, Tensor, None]:  # type: ignore[override]
+        rows, weights = ctx.saved_tensors  # [4, ..., L]
+        contributions = weights[..., None] * grad_out[None].to(weights.dtype)  # [4, ..., L, F]
+        grad_table = torch.zeros(ctx.table_shape, dtype=contributions.dtype, device=contributions.device)
+        # int64 rows: index_add_ with an int32 index is an order of magnitude slower on CPU.
+        grad_table.index_add_(0, rows.reshape(-1).long(), contributions.reshape(-1, ctx.table_shape[-1]))
+        return None, grad_table, None
 
 
 def _next_multiple(value: int, multiple: int) -> int:
@@ -111,7 +142,6 @@ class HashGrid2D(nn.Module):
         self.register_buffer(
             "_hashed", torch.tensor([r * r > s for r, s in zip(resolutions, sizes)], dtype=torch.bool), persistent=False
         )
-        self.register_buffer("_corner_offsets", torch.tensor([[0, 0], [0, 1], [1, 0], [1, 1]]), persistent=False)
 
         self.tcnn_encoding: Optional[nn.Module] = None
         self.params: Optional[nn.Parameter] = None
@@ -168,29 +198,39 @@ class HashGrid2D(nn.Module):
         Returns:
             int64 rows into the flat table (viewed as [num_table_rows, features_per_level]), shape [..., num_levels].
         """
+        return self._rows(cells[..., 0], cells[..., 1])
+
+    def _rows(self, ix: Tensor, iy: Tensor) -> Tensor:
         # Emulate tcnn's uint32 arithmetic; int64 products wrap mod 2**64, which keeps the low 32 bits right.
-        ix = cells[..., 0] & _UINT32_MASK
-        iy = cells[..., 1] & _UINT32_MASK
+        ix = ix & _UINT32_MASK
+        iy = iy & _UINT32_MASK
         dense = (ix + iy * self._resolutions) & _UINT32_MASK
         hashed = torch.bitwise_xor(ix, (iy * _PRIME_Y) & _UINT32_MASK)
         index = torch.where(self._hashed, hashed, dense)
         return index % self._sizes + self._offsets
 
+    def corners(
+        self, x: Float[Tensor, "*bs 2"], with_rows: bool = True
+    ) -> Iterator[Tuple[Optional[Tensor], Float[Tensor, "*bs L"]]]:
+        """Table rows [..., L] (int64; None without ``with_rows``) and bilinear weights [..., L] of each of the four
+        corners around the points, in the order (0, 0), (0, 1), (1, 0), (1, 1) in (x, y). Corner offsets are Python
+        integers: no tensor is built on the host (on CUDA each would be a host-to-device copy)."""
+        pos = x[..., None, :].float() * self._scales[:, None] + 0.5  # [..., L, 2]
+        cell_f = torch.floor(pos)
+        fx, fy = (pos - cell_f).unbind(dim=-1)
+        ix, iy = cell_f.to(torch.int64).unbind(dim=-1)
+        gx, gy = 1 - fx, 1 - fy
+        for dx, dy in ((0, 0), (0, 1), (1, 0), (1, 1)):
+            yield (self._rows(ix + dx, iy + dy) if with_rows else None), (fx if dx else gx) * (fy if dy else gy)
+
     def pytorch_fwd(self, x: Float[Tensor, "*bs 2"]) -> Float[Tensor, "*bs out_dim"]:
         """Pure-torch forward (bilinear hash-grid lookup, tcnn numerics)."""
         assert self.params is not None
         table = self.params.view(-1, self.features_per_level)  # [rows, F]
-        pos = x[..., None, :].float() * self._scales[:, None] + 0.5  # [..., L, 2]
-        cell_f = torch.floor(pos)
-        frac = pos - cell_f  # [..., L, 2]
-        cell = cell_f.to(torch.int64)
-        # All four corners in one gather, with offsets from a buffer: no tensor built on the host per call (each
-        # would be a host-to-device copy on CUDA) and one indexing kernel instead of four.
-        corners = cell[..., None, :, :] + self._corner_offsets[:, None, :]  # [..., 4, L, 2]
-        side = self._corner_offsets[:, None, :].to(frac.dtype)  # [4, 1, 2]
-        weights = (side * frac[..., None, :, :] + (1 - side) * (1 - frac[..., None, :, :])).prod(dim=-1)  # [..., 4, L]
-        feats = table[self.grid_indices(corners)]  # [..., 4, L, F]
-        out = (weights[..., None] * feats).sum(dim=-3)  # [..., L, F]
+        if torch.is_grad_enabled() and table.requires_grad and not x.requires_grad:
+            out = _TableLookup.apply(x, table, self)
+        else:  # no table gradient wanted, or gradients for the positions too: plain autograd
+            out = sum(weight[..., None] * table[rows] for rows, weight in self.corners(x))
         return out.flatten(start_dim=-2)  # [..., L * F], level-major like tcnn
 
     def forward(self, x: Float[Tensor, "*bs 2"]) -> Float[Tensor, "*bs out_dim"]:

@@ -41,7 +41,7 @@ def test_parses_splits_cameras_and_metadata(tiny_dtnerf_dataset: Path):
         assert torch.equal(layout.frame_of_time(out.cameras.times[:, 0], n), frames)
         assert [layout.frame_time(int(f), n) for f in frames] == pytest.approx(out.cameras.times[:, 0].tolist())
         files = md["pixel_map_files"]
-        assert set(files) == {"headless", "face", "mouth"}  # the default required maps
+        assert set(files) == {"headless", "face", "mouth", "torso"}  # the default maps (torso rebuilds head-less images)
         assert all(len(paths) == len(out.image_filenames) and all(p.is_file() for p in paths) for paths in files.values())
         # head pose: the inverse of each frame's camera-to-world, as axis-angle + translation
         assert md["head_pose"].shape == (n, 6)

@@ -147,3 +147,24 @@ def test_tcnn_and_torch_agree():
     x = torch.rand(4096, 2, device="cuda")
     # tcnn returns half precision by default: compare at half-precision tolerance.
     torch.testing.assert_close(fast(x), slow(x), rtol=1e-2, atol=5e-3)
+
+
+def test_table_gradient_without_saved_corners_matches_autograd():
+    """The memory-saving lookup (int32 rows and weights kept for backward) gives autograd's table gradient, also for
+    hashed levels."""
+    torch.manual_seed(0)
+    grid = HashGrid2D(num_levels=3, features_per_level=2, log2_hashmap_size=5, base_resolution=2, max_resolution=16,
+                      implementation="torch")  # fmt: skip
+    with torch.no_grad():
+        grid.params.normal_()
+    x = torch.rand(500, 2)
+    upstream = torch.randn(500, grid.get_out_dim())
+    (grid(x) * upstream).sum().backward()
+    fast = grid.params.grad.clone()
+    grid.params.grad = None
+    table = grid.params.view(-1, 2)
+    reference = sum(weight[..., None] * table[rows] for rows, weight in grid.corners(x)).flatten(start_dim=-2)
+    (reference * upstream).sum().backward()
+    torch.testing.assert_close(fast, grid.params.grad)
+    with torch.no_grad():
+        torch.testing.assert_close(grid(x), reference)

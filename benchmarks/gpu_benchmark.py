@@ -68,7 +68,7 @@ def main() -> int:
     config = copy.deepcopy(dtnerf_config)
     if args.sampler is not None:
         config.pipeline.model.sampler = args.sampler
-    trainer = setup_trainer(config, data, args.output / "runs")
+    trainer = setup_trainer(config, data, args.output / "runs", config.max_num_iterations)
     pipeline = trainer.pipeline
     cameras = pipeline.datamanager.eval_dataset.cameras
     height, width = int(cameras.height[0]), int(cameras.width[0])

@@ -14,9 +14,9 @@ import json
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
+from typing import Dict, List, Optional
 
 import numpy as np
 
@@ -368,8 +368,7 @@ class Pipeline:
 
     def _stage_finish(self) -> dict:
         from data_processing.contact_sheet import make_contact_sheet
-        from data_processing.head_pose import FLIP_YZ
-        from data_processing.masks import frame_masks, semantic_map
+        from data_processing.masks import frame_masks
 
         root, n, size = self.stage_dir, self.num_frames, self.options.size
         c2w = np.load(root / "camera_to_world.npy")

@@ -12,13 +12,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal, Optional, Tuple, TypeVar
 
+import cv2
 import numpy as np
 import torch
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from torch import Tensor
 
 from data_processing import dataset_layout
-from data_processing.io_utils import read_image
+from data_processing.io_utils import read_image, read_mask
 
 BackdropKind = Literal["headless", "background"]
 ImageT = TypeVar("ImageT", Tensor, np.ndarray)
@@ -61,6 +62,23 @@ class Backdrops:
         image = read_image(path, size=size).astype(np.float32) / 255.0
         self._last = (key, image)
         return image
+
+    def head_region(self, frame: int, size: Tuple[int, int], margin: float = 0.06) -> Optional[Bool[np.ndarray, "h w"]]:
+        """Where a render over this frame's backdrop can differ from the backdrop: the person less the torso (head,
+        neck, hair; the whole person for the "background" kind), grown by ``margin`` x width for a jaw that opens
+        further than in this frame. None when the masks are not there."""
+        if self.data_dir is None:
+            return None
+        person = dataset_layout.mask_path(self.data_dir, "person", frame)
+        torso = dataset_layout.mask_path(self.data_dir, "torso", frame)
+        if not person.is_file() or (self.kind == "headless" and not torso.is_file()):
+            return None
+        region = read_mask(person, size=size)
+        if self.kind == "headless":
+            region &= ~read_mask(torso, size=size)
+        radius = max(1, int(round(margin * size[0])))
+        kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        return cv2.dilate(region.astype(np.uint8), kernel) > 0
 
     def tensor(self, frame: int, size: Tuple[int, int], device: torch.device) -> Optional[Float[Tensor, "h w 3"]]:
         image = self.read(frame, size)

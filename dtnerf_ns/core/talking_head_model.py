@@ -18,7 +18,7 @@ from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple, Type
 
 import torch
 import torch.nn.functional as F
-from jaxtyping import Float
+from jaxtyping import Bool, Float
 from nerfstudio.cameras.cameras import Cameras
 from nerfstudio.data.scene_box import OrientedBox
 from nerfstudio.models.base_model import Model, ModelConfig
@@ -120,18 +120,23 @@ class TalkingHeadModel(Model):
         backdrop: Optional[Float[Tensor, "h w 3"]] = None,
         output_size: Optional[Tuple[int, int]] = None,
         obb_box: Optional[OrientedBox] = None,
+        region: Optional[Bool[Tensor, "h w"]] = None,
     ) -> Dict[str, Tensor]:
         """The final frame for this camera and its frame (from ``camera.times``).
 
-        The layers are rendered at the camera's resolution and, when ``output_size`` = (height, width) differs,
-        resized to it before compositing over ``backdrop`` (default: the method's backdrop of the camera's dataset
-        frame, or black where there is none, e.g. while :meth:`driven_by`).
+        The layers are rendered at the camera's resolution (only the rays inside ``region``, when given: elsewhere
+        they are empty) and, when ``output_size`` = (height, width) differs, resized to it before compositing over
+        ``backdrop`` (default: the method's backdrop of the camera's dataset frame, or black where there is none,
+        e.g. while :meth:`driven_by`).
 
         Returns:
             nerfstudio's outputs plus ``rgb`` (the final frame) and, when :meth:`post_process` is not the identity,
             ``rgb_raw`` (the frame before it).
         """
-        outputs = Model.get_outputs_for_camera(self, camera, obb_box=obb_box)
+        if region is None:
+            outputs = Model.get_outputs_for_camera(self, camera, obb_box=obb_box)
+        else:
+            outputs = self._render_region(camera, region.to(self.device), obb_box)
         height, width = output_size or outputs["rgb_head"].shape[:2]
         if (height, width) != tuple(outputs["rgb_head"].shape[:2]):
             layers = torch.cat([outputs["rgb_head"], outputs["accumulation"]], dim=-1).permute(2, 0, 1)[None].float()
@@ -146,6 +151,21 @@ class TalkingHeadModel(Model):
             outputs["rgb_raw"] = rgb
         outputs["rgb"] = final
         return outputs
+
+    def _render_region(self, camera: Cameras, region: Bool[Tensor, "h w"], obb_box: Optional[OrientedBox]) -> Dict[str, Tensor]:
+        """nerfstudio's per-camera outputs, computed for the rays inside ``region`` only (zeros elsewhere)."""
+        rays = camera.generate_rays(camera_indices=0, keep_shape=True, obb_box=obb_box)
+        height, width = rays.shape
+        inside = torch.nonzero(region.reshape(-1)).squeeze(1)
+        if len(inside) == 0:
+            inside = inside.new_zeros(1)  # nerfstudio renders no empty bundle: one ray keeps the shapes
+        subset = rays.flatten()[inside].reshape((len(inside), 1))
+        outputs = self.get_outputs_for_camera_ray_bundle(subset)
+        full = {}
+        for key, value in outputs.items():
+            values = value.reshape(len(inside), -1)
+            full[key] = values.new_zeros(height * width, values.shape[-1]).index_copy(0, inside, values).view(height, width, -1)
+        return full
 
     @torch.no_grad()
     def get_outputs_for_camera(self, camera: Cameras, obb_box: Optional[OrientedBox] = None) -> Dict[str, Tensor]:

@@ -44,10 +44,11 @@ def _check_run(config_path: Path) -> "TrainerConfig":  # type: ignore[name-defin
         config = yaml.load(config_path.read_text(), Loader=yaml.Loader)
     except Exception as err:  # noqa: BLE001 - any parse failure means "not a run config"
         reason = str(err).splitlines()[0] if str(err) else type(err).__name__
-        if "dtnerf_ns" in reason:  # a class path of an older layout of this package
+        missing = [line.strip() for line in str(err).splitlines() if "dtnerf_ns" in line]
+        if missing:  # a class path of an older layout of this package
             raise TrainedModelError(
-                f"{config_path}: written by an older dtnerf_ns whose checkpoints this version cannot load ({reason}); "
-                "retrain with ns-train."
+                f"{config_path}: written by an older dtnerf_ns whose checkpoints this version cannot load "
+                f"({missing[0]}); retrain with ns-train."
             ) from err
         raise TrainedModelError(f"{config_path}: not a nerfstudio config.yml ({reason}).") from err
     if not isinstance(config, TrainerConfig):

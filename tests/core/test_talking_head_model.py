@@ -117,3 +117,26 @@ def test_dtnerf_eval_scores_a_method_that_is_not_dtnerf(split, tiny_dtnerf_datas
     rendered = expected_frame(tiny_dtnerf_dataset, first["frame_index"], model.num_frames, (32, 32))
     assert first["psnr"] == pytest.approx(float(-10 * torch.log10(((rendered - gt) ** 2).mean())), abs=1e-3)
     assert not result.metrics["lpips"]["available"]  # weights absent: reported, never computed with random ones
+
+
+def test_rays_outside_a_region_are_not_rendered(split, tiny_dtnerf_dataset: Path):
+    """dtnerf-render renders only the source frame's (grown) head region: elsewhere the frame is its backdrop."""
+    from dtnerf_ns.core.compositing import Backdrops
+    from data_processing.io_utils import read_mask
+
+    train, _ = split
+    model = build(train).eval()
+    camera = train.cameras[3:4]
+    frame = int(train.metadata["frame_indices"][3])
+    region = Backdrops(tiny_dtnerf_dataset, "headless").head_region(frame, (32, 32))
+    head = read_mask(layout.mask_path(tiny_dtnerf_dataset, "person", frame), (32, 32)) & ~read_mask(
+        layout.mask_path(tiny_dtnerf_dataset, "torso", frame), (32, 32)
+    )
+    assert region[head].all() and not region.all()  # the head and a margin, not the whole frame
+    backdrop = torch.rand(32, 32, 3)
+    full = model.render_final_frame(camera, backdrop=backdrop)["rgb"]
+    inside = torch.from_numpy(region)
+    partial = model.render_final_frame(camera, backdrop=backdrop, region=inside)
+    torch.testing.assert_close(partial["rgb"][inside], full[inside])
+    torch.testing.assert_close(partial["rgb"][~inside], backdrop[~inside])
+    assert float(partial["accumulation"][~inside].abs().max()) == 0.0

@@ -197,3 +197,14 @@ def test_cli_refuses_a_config_that_is_not_dtnerf(tmp_path: Path):
     assert "Traceback" not in result.stderr and not out.exists()
     with pytest.raises(TrainedModelError, match="no such file"):
         RenderTalkingVideo(load_config=tmp_path / "nope.yml", audio=speech, output=out).main()
+
+
+def test_a_run_of_the_old_package_layout_is_refused_in_one_line(tmp_path: Path):
+    from dtnerf_ns.scripts.trained_model import load_trained_model
+
+    config = tmp_path / "config.yml"
+    config.write_text("!!python/object:dtnerf_ns.models.dtnerf_model.DTNeRFModelConfig {}\n")
+    with pytest.raises(TrainedModelError) as info:
+        load_trained_model(config)
+    message = str(info.value)
+    assert "\n" not in message and "older dtnerf_ns" in message and "retrain with ns-train" in message

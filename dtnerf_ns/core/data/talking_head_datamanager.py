@@ -55,7 +55,7 @@ class TalkingHeadDataManagerConfig(VanillaDataManagerConfig):
     """Side of the square patches sampled in the fine stage (LPIPS is computed per patch)."""
     mouth_patch_fraction: float = 0.5
     """Fraction of fine-stage patches centred on the mouth (the rest are placed at random)."""
-    cache_memory_gb: float = 2.5
+    cache_memory_gb: float = 2.0
     """Host memory for cached training frames (uint8). When all frames fit they are loaded once; otherwise training
     samples from rotating subsets (two in memory: one in use, the next being decoded) that share this budget."""
     train_num_images_to_sample_from: int = -1

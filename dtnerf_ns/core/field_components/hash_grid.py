@@ -142,6 +142,8 @@ class HashGrid2D(nn.Module):
         self.register_buffer(
             "_hashed", torch.tensor([r * r > s for r, s in zip(resolutions, sizes)], dtype=torch.bool), persistent=False
         )
+        self._any_hashed = any(r * r > s for r, s in zip(resolutions, sizes))
+        self._any_dense = not all(r * r > s for r, s in zip(resolutions, sizes))
 
         self.tcnn_encoding: Optional[nn.Module] = None
         self.params: Optional[nn.Parameter] = None
@@ -218,10 +220,28 @@ class HashGrid2D(nn.Module):
         pos = x[..., None, :].float() * self._scales[:, None] + 0.5  # [..., L, 2]
         cell_f = torch.floor(pos)
         fx, fy = (pos - cell_f).unbind(dim=-1)
-        ix, iy = cell_f.to(torch.int64).unbind(dim=-1)
         gx, gy = 1 - fx, 1 - fy
-        for dx, dy in ((0, 0), (0, 1), (1, 0), (1, 1)):
-            yield (self._rows(ix + dx, iy + dy) if with_rows else None), (fx if dx else gx) * (fy if dy else gy)
+        weights = (gx * gy, gx * fy, fx * gy, fx * fy)
+        if not with_rows:
+            yield from ((None, w) for w in weights)
+            return
+        ix, iy = cell_f.to(torch.int64).unbind(dim=-1)
+        # What the four corners share, so each corner costs a few integer ops (tcnn's uint32 arithmetic, emulated in
+        # int64: masking with 2**32 - 1 commutes with + and *). Dense levels: ix + iy * res; hashed: ix ^ (iy * prime).
+        dense = ix + iy * self._resolutions if self._any_dense else None
+        hx = (ix & _UINT32_MASK, (ix + 1) & _UINT32_MASK) if self._any_hashed else None
+        hy0 = (iy * _PRIME_Y) & _UINT32_MASK if self._any_hashed else None
+        hy = (hy0, (hy0 + _PRIME_Y) & _UINT32_MASK) if hy0 is not None else None
+        for corner, (dx, dy) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            index = None
+            if dense is not None:
+                index = dense + dx
+                index = (index + self._resolutions if dy else index) & _UINT32_MASK
+            if hx is not None and hy is not None:
+                hashed = torch.bitwise_xor(hx[dx], hy[dy])
+                index = hashed if index is None else torch.where(self._hashed, hashed, index)
+            assert index is not None
+            yield index % self._sizes + self._offsets, weights[corner]
 
     def pytorch_fwd(self, x: Float[Tensor, "*bs 2"]) -> Float[Tensor, "*bs out_dim"]:
         """Pure-torch forward (bilinear hash-grid lookup, tcnn numerics)."""

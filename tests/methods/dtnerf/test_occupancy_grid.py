@@ -21,7 +21,7 @@ from dtnerf_ns.methods.dtnerf.dtnerf_config import dtnerf_config, dtnerf_small_c
 from dtnerf_ns.methods.dtnerf.dtnerf_model import DTNeRFModel
 
 import tiny_models  # same folder
-from tiny_models import AABB, MOUTH_AABB, N_FRAMES, make_batch, make_rays
+from tiny_models import AABB, MOUTH_AABB, make_batch, make_rays
 
 TRAIN_FRAMES = list(range(8))  # frames 8 and 9 are held out
 IMAGE_KEYS = {"rgb_head", "rgb", "accumulation", "depth", "rgb_face", "rgb_mouth", "accumulation_mouth"}

@@ -92,11 +92,13 @@ class TalkingHeadDataset(InputDataset):
             self._background = read_image(self.metadata["background_file"], size=self.size(0))
         return self._background
 
-    def read_pixels(self, image_idx: int) -> Dict[str, UInt8[np.ndarray, "h w *c"]]:
-        """One frame in its stored form: ``image`` [H, W, 3], ``masks`` [H, W] (bit per region, see
-        :data:`MASK_BITS`), ``semantics`` [H, W] labels; all uint8 at the camera's resolution."""
+    def read_pixels(self, image_idx: int, with_image: bool = True) -> Dict[str, UInt8[np.ndarray, "h w *c"]]:
+        """One frame in its stored form: ``image`` [H, W, 3] (unless ``with_image`` is False), ``masks`` [H, W] (bit
+        per region, see :data:`MASK_BITS`), ``semantics`` [H, W] labels; all uint8 at the camera's resolution."""
         size = self.size(image_idx)
-        pixels: Dict[str, np.ndarray] = {"image": read_image(self.image_filenames[image_idx], size=size)}
+        pixels: Dict[str, np.ndarray] = {}
+        if with_image:
+            pixels["image"] = read_image(self.image_filenames[image_idx], size=size)
         if self.mask_kinds:
             packed = np.zeros((size[1], size[0]), dtype=np.uint8)
             for kind in self.mask_kinds:
@@ -110,7 +112,9 @@ class TalkingHeadDataset(InputDataset):
         return read_image(self.image_filenames[image_idx], size=self.size(image_idx))
 
     def get_metadata(self, data: Dict) -> Dict:
-        stored = {k: torch.from_numpy(v) for k, v in self.read_pixels(data["image_idx"]).items()}
+        stored = {k: torch.from_numpy(v) for k, v in self.read_pixels(data["image_idx"], with_image=False).items()}
+        # nerfstudio has read the image already (uint8 / 255): back to its stored form rather than decoding it again.
+        stored["image"] = (data["image"][..., :3] * 255.0).round().to(torch.uint8)
         background = self.background()
         batch = pixels_to_batch(stored, self.mask_kinds, None if background is None else torch.from_numpy(background))
         del batch["image"]  # nerfstudio's own

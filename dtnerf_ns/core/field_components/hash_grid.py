@@ -50,33 +50,35 @@ def _warn_tcnn_fallback_once() -> None:
 
 
 class _TableLookup(torch.autograd.Function):
-    """Bilinear lookup whose backward keeps only each corner's table row (as int32) and weight: 32 bytes per point and
-    level. Plain autograd also keeps int64 rows, the gathered features and the weight factors (~110 bytes), i.e.
-    gigabytes per step for a few hundred thousand samples on three planes of two fields. (Recomputing the rows in
-    backward, as tcnn does, would save the rest but costs a second hash per corner: ~1.6x slower steps on a CPU.)
-    Gradients flow to the table only (sample positions need none here)."""
+    """Bilinear lookup whose backward keeps only each corner's table row (as int32, 16 bytes per point and level) and
+    recomputes the bilinear weights from the points (a few float ops). Plain autograd also keeps int64 rows, the
+    gathered features and the weight factors (~110 bytes), i.e. gigabytes per step for a few hundred thousand samples
+    on three planes of two fields. (Recomputing the rows too, as tcnn does, costs a second hash per corner: ~1.6x
+    slower steps on a CPU.) Gradients flow to the table only (sample positions need none here)."""
 
     @staticmethod
     def forward(ctx: Any, x: Tensor, table: Tensor, grid: "HashGrid2D") -> Tensor:  # type: ignore[override]
         assert grid.num_table_rows < 2**31, "int32 rows"
         out: Optional[Tensor] = None
         rows = torch.empty((4, *x.shape[:-1], grid.num_levels), dtype=torch.int32, device=x.device)
-        weights = torch.empty(rows.shape, dtype=torch.float32, device=x.device)
         for corner, (corner_rows, weight) in enumerate(grid.corners(x)):
             term = weight[..., None] * table[corner_rows]
             out = term if out is None else out + term
-            rows[corner], weights[corner] = corner_rows, weight
-        ctx.save_for_backward(rows, weights)
+            rows[corner] = corner_rows
+        ctx.save_for_backward(x, rows)
+        ctx.grid = grid
         ctx.table_shape = table.shape
         return out
 
     @staticmethod
     def backward(ctx: Any, grad_out: Tensor) -> Tuple[None, Tensor, None]:  # type: ignore[override]
-        rows, weights = ctx.saved_tensors  # [4, ..., L]
-        contributions = weights[..., None] * grad_out[None].to(weights.dtype)  # [4, ..., L, F]
-        grad_table = torch.zeros(ctx.table_shape, dtype=contributions.dtype, device=contributions.device)
-        # int64 rows: index_add_ with an int32 index is an order of magnitude slower on CPU.
-        grad_table.index_add_(0, rows.reshape(-1).long(), contributions.reshape(-1, ctx.table_shape[-1]))
+        x, rows = ctx.saved_tensors  # rows: [4, ..., L]
+        grad_out = grad_out.float()
+        grad_table = torch.zeros(ctx.table_shape, dtype=grad_out.dtype, device=grad_out.device)
+        for corner, (_, weight) in enumerate(ctx.grid.corners(x, with_rows=False)):
+            # int64 rows: index_add_ with an int32 index is an order of magnitude slower on CPU.
+            contribution = (weight[..., None] * grad_out).reshape(-1, ctx.table_shape[-1])
+            grad_table.index_add_(0, rows[corner].reshape(-1).long(), contribution)
         return None, grad_table, None
 
 

@@ -71,6 +71,7 @@ class DTNeRFModel(TalkingHeadModel):
             num_heads=c.num_heads,
             transformer_pe_frequencies=c.transformer_pe_frequencies,
             use_blink=c.use_blink,
+            transformer_recompute=c.transformer_recompute,
             implementation=c.implementation,
         )
         self._setup_sampler(resolve_sampler(c.sampler))

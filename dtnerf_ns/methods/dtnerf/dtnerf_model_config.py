@@ -64,6 +64,9 @@ class DTNeRFModelConfig(TalkingHeadModelConfig):
     """Attention heads."""
     transformer_pe_frequencies: int = 4
     """Frequencies of the transformer's key positional encoding."""
+    transformer_recompute: Literal["cpu", "always", "never"] = "cpu"
+    """Recompute the transformer in backward rather than keep its activations (a third of a training step's memory,
+    ~5% of its time): "cpu" when training on the CPU, where host memory is the limit; "always"; "never"."""
 
     # ---- sampling
     sampler: Literal["auto", "proposal", "occupancy"] = "proposal"

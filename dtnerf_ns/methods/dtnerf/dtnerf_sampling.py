@@ -15,11 +15,11 @@ import torch
 from jaxtyping import Bool, Float
 from nerfstudio.cameras.rays import RayBundle
 from nerfstudio.field_components.field_heads import FieldHeadNames
-from nerfstudio.fields.density_fields import HashMLPDensityField
 from nerfstudio.model_components.ray_samplers import ProposalNetworkSampler, UniformSampler
 from nerfstudio.model_components.renderers import DepthRenderer
 from torch import Tensor, nn
 
+from dtnerf_ns.core.field_components.lean_hash_encoding import LeanHashMLPDensityField
 from dtnerf_ns.methods.dtnerf.audio_occupancy_grid import AudioVolumetricSampler, SamplerKind, render_weights
 from dtnerf_ns.methods.dtnerf.dtnerf_field import DENSITY_FACE, DENSITY_MOUTH, RGB_FACE, RGB_MOUTH, DTNeRFField
 from dtnerf_ns.methods.dtnerf.dtnerf_model_config import DTNeRFModelConfig
@@ -49,12 +49,12 @@ def build_samplers(kind: SamplerKind, c: DTNeRFModelConfig, aabb: Float[Tensor, 
     networks = nn.ModuleList()
     num = c.num_proposal_iterations
     if c.use_same_proposal_network:
-        networks.append(HashMLPDensityField(aabb, **c.proposal_net_args_list[0], implementation=c.implementation))
+        networks.append(LeanHashMLPDensityField(aabb, **c.proposal_net_args_list[0], implementation=c.implementation))
         density_fns = [networks[0].density_fn for _ in range(num)]
     else:
         for i in range(num):
             args = c.proposal_net_args_list[min(i, len(c.proposal_net_args_list) - 1)]
-            networks.append(HashMLPDensityField(aabb, **args, implementation=c.implementation))
+            networks.append(LeanHashMLPDensityField(aabb, **args, implementation=c.implementation))
         density_fns = [net.density_fn for net in networks]
 
     def update_schedule(step: int) -> float:

@@ -150,8 +150,8 @@ def test_tcnn_and_torch_agree():
 
 
 def test_table_gradient_without_saved_corners_matches_autograd():
-    """The memory-saving lookup (int32 rows and weights kept for backward) gives autograd's table gradient, also for
-    hashed levels."""
+    """The memory-saving lookup (int32 rows kept for backward, weights recomputed) gives autograd's table gradient,
+    also for hashed levels, and keeps 16 bytes per point and level (plus the points)."""
     torch.manual_seed(0)
     grid = HashGrid2D(num_levels=3, features_per_level=2, log2_hashmap_size=5, base_resolution=2, max_resolution=16,
                       implementation="torch")  # fmt: skip
@@ -159,7 +159,11 @@ def test_table_gradient_without_saved_corners_matches_autograd():
         grid.params.normal_()
     x = torch.rand(500, 2)
     upstream = torch.randn(500, grid.get_out_dim())
-    (grid(x) * upstream).sum().backward()
+    saved = []
+    with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
+        out = grid(x)
+    assert sum(saved) == 500 * 3 * 4 * 4 + x.numel() * 4  # int32 rows of 4 corners x 3 levels, and the points
+    (out * upstream).sum().backward()
     fast = grid.params.grad.clone()
     grid.params.grad = None
     table = grid.params.view(-1, 2)

@@ -82,6 +82,22 @@ def test_backward_reaches_both_subfields():
         assert all(p.grad is not None for p in sub.mlp_color.parameters())
 
 
+def test_recomputing_the_transformer_gives_the_same_gradients_with_less_kept():
+    grads, kept = {}, {}
+    for mode in ("never", "always"):
+        field = _tiny_field(transformer_recompute=mode)
+        saved = []
+        with torch.autograd.graph.saved_tensors_hooks(lambda t: saved.append(t.numel() * t.element_size()) or t, lambda t: t):
+            out = field(_ray_samples())
+        (out[FieldHeadNames.RGB].sum() + out[FieldHeadNames.DENSITY].sum()).backward()
+        grads[mode] = {name: p.grad.clone() for name, p in field.named_parameters() if p.grad is not None}
+        kept[mode] = sum(saved)
+    assert grads["always"].keys() == grads["never"].keys() and any("transformer" in k for k in grads["always"])
+    for name, grad in grads["never"].items():
+        torch.testing.assert_close(grads["always"][name], grad, msg=name)
+    assert kept["always"] < kept["never"]
+
+
 def test_density_depends_on_audio_and_metadata_forms():
     field = _tiny_field()
     rs_a = _ray_samples(audio=torch.zeros(R, 1, A))

@@ -1,0 +1,142 @@
+"""One DT-NeRF sub-field (face or mouth): triplane hash features, the audio-mouth-face align transformer, and the
+density and colour MLPs."""
+
+from __future__ import annotations
+
+from typing import Literal, Optional, Tuple
+
+import torch
+from jaxtyping import Float
+from nerfstudio.field_components.activations import trunc_exp
+from nerfstudio.field_components.mlp import MLP
+from torch import Tensor, nn
+from torch.utils.checkpoint import checkpoint
+
+from dtnerf_ns.methods.dtnerf.field_components.audio_align_transformer import AudioMouthFaceAlignTransformer
+from dtnerf_ns.methods.dtnerf.field_components.triplane_encoding import TriplaneHashEncoding
+
+
+class DTNeRFSubField(nn.Module):
+    """One of the two decomposed fields: triplane hash -> align transformer -> density MLP -> colour MLP.
+
+    Args:
+        audio_dim: audio code size.
+        num_levels: hash-grid levels per plane.
+        features_per_level: features per level.
+        log2_hashmap_size: log2 of the hash table size per level.
+        base_res: coarsest grid resolution.
+        max_res: finest grid resolution.
+        hidden_dim: width of the density MLP.
+        num_layers: linear layers of the density MLP.
+        geo_feat_dim: geometry feature size passed from the density to the colour MLP.
+        hidden_dim_color: width of the colour MLP.
+        num_layers_color: linear layers of the colour MLP.
+        transformer_out_dim: size of the transformer's conditioning vector.
+        transformer_dim: attention width.
+        num_heads: attention heads.
+        transformer_pe_frequencies: frequencies of the key positional encoding.
+        direction_dim: size of the view-direction encoding.
+        use_blink: whether the colour MLP takes the eye-blink scalar.
+        transformer_recompute: see ``DTNeRFField``.
+        implementation: "tcnn" (when importable) or "torch" for hash grids and MLPs.
+    """
+
+    def __init__(
+        self,
+        audio_dim: int,
+        num_levels: int,
+        features_per_level: int,
+        log2_hashmap_size: int,
+        base_res: int,
+        max_res: int,
+        hidden_dim: int,
+        num_layers: int,
+        geo_feat_dim: int,
+        hidden_dim_color: int,
+        num_layers_color: int,
+        transformer_out_dim: int,
+        transformer_dim: int,
+        num_heads: int,
+        transformer_pe_frequencies: int,
+        direction_dim: int,
+        use_blink: bool,
+        transformer_recompute: Literal["cpu", "always", "never"] = "cpu",
+        implementation: Literal["tcnn", "torch"] = "tcnn",
+    ) -> None:
+        super().__init__()
+        self.geo_feat_dim = geo_feat_dim
+        self.use_blink = use_blink
+        self.transformer_recompute = transformer_recompute
+        self.encoding = TriplaneHashEncoding(
+            num_levels=num_levels,
+            features_per_level=features_per_level,
+            log2_hashmap_size=log2_hashmap_size,
+            base_resolution=base_res,
+            max_resolution=max_res,
+            implementation=implementation,
+        )
+        feat_dim = self.encoding.out_dim
+        self.transformer = AudioMouthFaceAlignTransformer(
+            audio_dim=audio_dim,
+            feat_dim=feat_dim,
+            out_dim=transformer_out_dim,
+            model_dim=transformer_dim,
+            num_heads=num_heads,
+            num_frequencies=transformer_pe_frequencies,
+        )
+        # Density MLP sees the concatenated planes (ER-NeRF's input) plus the audio-aligned vector.
+        self.mlp_density = MLP(
+            in_dim=self.encoding.num_tokens * feat_dim + transformer_out_dim,
+            num_layers=num_layers,
+            layer_width=hidden_dim,
+            out_dim=1 + geo_feat_dim,
+            activation=nn.ReLU(),
+            out_activation=None,
+            implementation=implementation,
+        )
+        # Colour MLP: geometry feature + transformer vector (the paper conditions both heads) + SH(dir) + blink.
+        self.mlp_color = MLP(
+            in_dim=geo_feat_dim + transformer_out_dim + direction_dim + (1 if use_blink else 0),
+            num_layers=num_layers_color,
+            layer_width=hidden_dim_color,
+            out_dim=3,
+            activation=nn.ReLU(),
+            out_activation=None,
+            implementation=implementation,
+        )
+
+    @property
+    def embedding_dim(self) -> int:
+        """Size of the per-sample embedding passed from density to colour."""
+        return self.geo_feat_dim + self.transformer.out_dim
+
+    def density(
+        self, x: Float[Tensor, "N 3"], audio: Float[Tensor, "N A"]
+    ) -> Tuple[Float[Tensor, "N 1"], Float[Tensor, "N E"]]:
+        """Density and embedding (geometry feature, transformer vector) at points x in [-1, 1]^3."""
+        feats = self.encoding(x)  # [N, 3, D]
+        mode = self.transformer_recompute
+        if torch.is_grad_enabled() and (mode == "always" or (mode == "cpu" and x.device.type == "cpu")):
+            cond = checkpoint(self.transformer, audio, x, feats, use_reentrant=False)  # [N, out]
+        else:
+            cond = self.transformer(audio, x, feats)  # [N, out]
+        h = self.mlp_density(torch.cat([feats.flatten(start_dim=-2), cond], dim=-1)).float()
+        density_raw, geo = torch.split(h, [1, self.geo_feat_dim], dim=-1)
+        # trunc_exp as nerfacto: exp is stable for large densities, gradients clamped.
+        density = trunc_exp(density_raw)
+        return density, torch.cat([geo, cond], dim=-1)
+
+    def color(
+        self,
+        embedding: Float[Tensor, "N E"],
+        direction_encoding: Float[Tensor, "N Dd"],
+        blink: Optional[Float[Tensor, "N 1"]] = None,
+    ) -> Float[Tensor, "N 3"]:
+        """Colour from the density embedding, encoded view direction and (face) eye blink."""
+        inputs = [embedding, direction_encoding]
+        if self.use_blink:
+            assert blink is not None, "this sub-field needs the blink scalar"
+            inputs.append(blink)
+        h = self.mlp_color(torch.cat(inputs, dim=-1)).float()
+        # ER-NeRF's slightly widened sigmoid lets colours reach exactly 0 and 1.
+        return torch.sigmoid(h) * (1 + 2 * 0.001) - 0.001

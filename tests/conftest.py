@@ -55,6 +55,36 @@ def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_st
     return config
 
 
+def _tiny_sahs_config(dataset: Path, output_dir: Path, iterations: int, driver: str = "audio"):
+    """sahs-nerf-small on the 64 px dataset for a handful of CPU iterations (config saved, ready to train)."""
+    import copy  # noqa: PLC0415
+
+    from dtnerf_ns.methods.sahs.sahs_config import sahs_small_config  # noqa: PLC0415
+
+    config = copy.deepcopy(sahs_small_config)
+    config.output_dir = output_dir
+    config.pipeline.datamanager.data = dataset
+    config.pipeline.datamanager.dataparser.downscale_factor = 1.0
+    config.pipeline.model.driver = driver
+    config.machine.device_type = "cpu"
+    config.max_num_iterations = iterations
+    config.steps_per_save = iterations
+    config.steps_per_eval_batch = config.steps_per_eval_image = 20
+    config.steps_per_eval_all_images = 1_000_000
+    config.vis = "tensorboard"
+    config.viewer.quit_on_train_completion = True
+    config.logging.local_writer.enable = False
+    config.set_timestamp()
+    config.save_config()
+    return config
+
+
+@pytest.fixture(scope="session")
+def tiny_sahs_config():
+    """Factory: ``tiny_sahs_config(dataset, output_dir, iterations, driver)`` -> a saved sahs-nerf-small TrainerConfig."""
+    return _tiny_sahs_config
+
+
 @pytest.fixture(scope="session")
 def tiny_train_config():
     """Factory: ``tiny_train_config(dataset, output_dir, iterations, fine_stage_fraction)`` -> a saved TrainerConfig."""

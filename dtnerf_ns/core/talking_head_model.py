@@ -90,6 +90,11 @@ class TalkingHeadModel(Model):
             finally:
                 self._driven = driven
 
+    def ray_class_probabilities(self, step: int) -> Optional[Tensor]:
+        """Probability per semantic class that the datamanager draws a training ray from it (on the CPU), or None to
+        keep its own sampling (a method's hook: SAHS-NeRF's dynamic weighted sampling)."""
+        return None
+
     # ------------------------------------------------------------------ training-time compositing
     def batch_backdrop(self, batch: Dict[str, Any]) -> Float[Tensor, "rays 3"]:
         key = HEADLESS if self.backdrop_kind == "headless" else "background"

@@ -1,4 +1,5 @@
-"""Nerfstudio's VanillaPipeline, with its multi-device (DDP) wrapping made to work on CPUs too.
+"""Nerfstudio's VanillaPipeline, with its multi-device (DDP) wrapping made to work on CPUs too, and the model's say in
+which pixels the datamanager draws (:meth:`TalkingHeadModel.ray_class_probabilities`).
 
 nerfstudio 1.1.5 wraps the model as ``DDP(model, device_ids=[local_rank])`` and calls
 ``dist.barrier(device_ids=[local_rank])``; both are for one-GPU-per-process (NCCL) and raise for a CPU model under
@@ -48,3 +49,10 @@ class TalkingHeadPipeline(VanillaPipeline):
             ids = [local_rank] if on_gpu else None
             self._model = typing.cast(Model, DDP(self._model, device_ids=ids, find_unused_parameters=True))
             dist.barrier(device_ids=ids) if on_gpu else dist.barrier()
+
+    def get_train_loss_dict(self, step: int):
+        model = self.model  # unwrapped from DDP
+        probabilities = model.ray_class_probabilities(step) if hasattr(model, "ray_class_probabilities") else None
+        if probabilities is not None:
+            self.datamanager.ray_class_probabilities = probabilities  # type: ignore[attr-defined]
+        return super().get_train_loss_dict(step)

@@ -1,4 +1,4 @@
-"""Evaluation of trained DT-NeRF models with the metrics of the DT-NeRF and SAHS-NeRF papers (``dtnerf-eval``).
+"""Evaluation of trained models (dtnerf, sahs-nerf) with the metrics of the DT-NeRF and SAHS-NeRF papers (``dtnerf-eval``).
 
 * :mod:`.image_metrics`: PSNR, SSIM, L1 over the whole frame and over the face mask.
 * :mod:`.lpips_metric`: LPIPS (AlexNet), whole frame and face mask.

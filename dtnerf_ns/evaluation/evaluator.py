@@ -1,4 +1,4 @@
-"""Renders every test frame of a trained DT-NeRF pipeline and gathers the metrics of the papers' tables.
+"""Renders every test frame of a trained pipeline (dtnerf, sahs-nerf) and gathers the metrics of the papers' tables.
 
 Frames are rendered at the model's resolution (the cameras of its test split: 128 px for ``dtnerf-small`` on a 512 px
 dataset), composited over each frame's headless image as in training, clamped to [0, 1], and compared with the test

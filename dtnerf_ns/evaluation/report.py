@@ -16,8 +16,20 @@ from PIL import Image
 from dtnerf_ns.evaluation.evaluator import DEFINITIONS, EvalResult
 from dtnerf_ns.evaluation.output_layout import FORMAT, METRICS_JSON, METRICS_MD, STRIP_PNG
 
-PAPER_ROW = {"psnr": 35.39, "lpips": 0.0169, "fid": 9.472, "lmd": 2.601, "fps": 32}
-"""DT-NeRF's own row of its benchmark table (its 512x512 videos, a 68-point landmark detector for LMD)."""
+PAPER_ROWS = {
+    "dtnerf": ("DT-NeRF", {"psnr": 35.39, "lpips": 0.0169, "fid": 9.472, "lmd": 2.601, "fps": 32}),
+    "sahs-nerf": ("SAHS-NeRF", {"l1": 0.015, "psnr": 27.90, "ssim": 0.956, "lpips": 0.042, "sync": 3.984}),
+}
+"""Each paper's own row for its method: DT-NeRF's benchmark table (its 512x512 videos, a 68-point landmark detector
+for LMD); SAHS-NeRF's Table 2 (audio-driven, AD-NeRF's videos)."""
+
+
+def paper_row(method: str):
+    """(paper name, its row) for a run's method name (``dtnerf-small`` -> DT-NeRF's)."""
+    for prefix in sorted(PAPER_ROWS, key=len, reverse=True):
+        if method.startswith(prefix):
+            return PAPER_ROWS[prefix]
+    return PAPER_ROWS["dtnerf"]
 ERROR_SCALE = 0.25
 """Mean absolute RGB error shown at full colour in the strip's error column."""
 MIN_TILE = 256
@@ -98,15 +110,19 @@ def markdown(result: EvalResult) -> str:
     sync = metrics["sync"]
     gt_sync = _fmt(sync["ground_truth"]["confidence"], 3) if sync.get("available") else f"n/a [{notes['sync']}]"
     width, height = info["resolution"]
+    method = str(info.get("method") or "dtnerf")
+    paper, paper_values = paper_row(method)
+    paper_fps = paper_values.get("fps")
     rows = [
         ["Ground Truth", "N/A", "0", "0", "0", "1", "0", gt_sync, "-"],
-        ["DT-NeRF (this model)", *cells(_table_values(metrics, "frame"), "frame"), _fmt(info["render_fps"], 2)],
-        ["DT-NeRF (this model)_face", *cells(_table_values(metrics, "face"), "face"), "-"],
-        ["DT-NeRF (paper, its data)", *(_fmt(PAPER_ROW.get(n), d) for _, n, d in COLUMNS), str(PAPER_ROW["fps"])],
+        [f"{method} (this model)", *cells(_table_values(metrics, "frame"), "frame"), _fmt(info["render_fps"], 2)],
+        [f"{method} (this model)_face", *cells(_table_values(metrics, "face"), "face"), "-"],
+        [f"{paper} (paper, its data)", *(_fmt(paper_values.get(n), d) for _, n, d in COLUMNS),
+         "–" if paper_fps is None else str(paper_fps)],
     ]
     header = ["Methods", *(h for h, _, _ in COLUMNS), "FPS"]
     lines = [
-        f"# DT-NeRF evaluation: {info.get('experiment', '')}".rstrip(),
+        f"# {method} evaluation: {info.get('experiment', '')}".rstrip(),
         "",
         f"Test split of `{info['dataset']}`: {info['frames']} frames at {width}x{height}, checkpoint step "
         f"{info.get('step', '?')}, rendered on {info['device']}.",

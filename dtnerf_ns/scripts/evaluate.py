@@ -80,9 +80,9 @@ def _summary_table(metrics: Dict[str, Dict[str, Any]]) -> Table:
 
 @dataclass
 class EvaluateDTNeRF:
-    """Evaluate a trained DT-NeRF model on its test split with the metrics of the DT-NeRF and SAHS-NeRF papers (PSNR,
-    SSIM, L1, LPIPS, FID for the whole frame and the face; LMD; SyncNet confidence) and write metrics.json, a
-    markdown table like the paper's and a ground truth / render / error strip."""
+    """Evaluate a trained model of this package (dtnerf, sahs-nerf) on its test split with the metrics of the DT-NeRF
+    and SAHS-NeRF papers (PSNR, SSIM, L1, LPIPS, FID for the whole frame and the face; LMD; SyncNet confidence) and
+    write metrics.json, a markdown table like the paper's and a ground truth / render / error strip."""
 
     load_config: Path
     """config.yml of a trained run of any method of this package, e.g. dtnerf / dtnerf-small (written by ns-train)."""

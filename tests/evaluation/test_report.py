@@ -26,7 +26,7 @@ def _result() -> EvalResult:
         "sync": {"available": False, "reason": "no SyncNet here"},
     }
     info = {"frames": 3, "resolution": [64, 64], "device": "cpu", "render_fps": 1.5, "dataset": "/data/me",
-            "experiment": "me", "step": 29}
+            "experiment": "me", "step": 29, "method": "dtnerf-small"}
     strip = [{"frame_index": 21, "gt": frame, "render": frame}, {"frame_index": 23, "gt": frame, "render": frame // 2}]
     return EvalResult(metrics=metrics, per_frame=[{"frame_index": 21, "lmd": None, "psnr": math.inf}], info=info,
                       strip=strip)
@@ -49,14 +49,26 @@ def test_markdown_table_shape():
     header = "| Methods | PSNR ↑ | LPIPS ↓ | FID ↓ | LMD ↓ | SSIM ↑ | L1 ↓ | Sync ↑ | FPS |"
     start = lines.index(header)
     rows = [line.split(" | ") for line in lines[start + 2 : start + 6]]
-    assert [r[0] for r in rows] == ["| Ground Truth", "| DT-NeRF (this model)", "| DT-NeRF (this model)_face",
+    assert [r[0] for r in rows] == ["| Ground Truth", "| dtnerf-small (this model)", "| dtnerf-small (this model)_face",
                                     "| DT-NeRF (paper, its data)"]
+    assert lines[0] == "# dtnerf-small evaluation: me"
     assert rows[0][1:5] == ["N/A", "0", "0", "0"]
     assert rows[1][1:8] == ["30.12", "n/a [1]", "12.500", "2.500", "0.9500", "0.0200", "n/a [2]"]
     assert rows[2][1:8] == ["25.50", "n/a [1]", "20.250", "–", "–", "0.0300", "–"]
     assert rows[3][1:5] == ["35.39", "0.0169", "9.472", "2.601"]
     assert "[1] LPIPS unavailable: no AlexNet here" in text and "[2] SYNC unavailable: no SyncNet here" in text
     assert "no face in 1 render(s)" in text
+
+
+def test_a_sahs_run_is_named_and_set_beside_its_own_paper():
+    result = _result()
+    result.info["method"] = "sahs-nerf-small"
+    lines = markdown(result).splitlines()
+    assert lines[0] == "# sahs-nerf-small evaluation: me"
+    paper = next(line for line in lines if "(paper, its data)" in line).split(" | ")
+    assert paper[0] == "| SAHS-NeRF (paper, its data)"
+    assert paper[1:8] == ["27.90", "0.0420", "–", "–", "0.9560", "0.0150", "3.984"]
+    assert any(line.startswith("| sahs-nerf-small (this model) |") for line in lines)
 
 
 def test_strip_and_files(tmp_path):

@@ -24,6 +24,7 @@ from jaxtyping import Int64, UInt8
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
+from data_processing.semantic_classes import SEMANTIC_CLASSES
 from dtnerf_ns.core.data.talking_head_dataset import MASK_BITS, TalkingHeadDataset, pixels_to_batch
 from dtnerf_ns.core.host_memory import return_freed_memory
 
@@ -36,13 +37,35 @@ class CachedFrames:
     """Dataset image index of each cache slot."""
     stored: Dict[str, UInt8[Tensor, "frames h w *c"]]
     """Pixels in stored form (see TalkingHeadDataset.read_pixels), one row per slot."""
-    region_pixels: Dict[str, Int64[Tensor, "pixels"]]
-    """Flat index (slot * H * W + y * W + x) of every pixel of each sampled region, for region-weighted sampling
-    (found once per load, so sampling needs no ``nonzero`` per step)."""
+    class_counts: Dict[str, Int64[Tensor, "classes"]]
+    """Pixels of each class of each class map (see :func:`pixel_classes`), counted once per load for class-weighted
+    sampling."""
 
     @property
     def num_frames(self) -> int:
         return len(self.image_indices)
+
+    def labels(self, class_map: str, flat: Int64[Tensor, "n"]) -> Int64[Tensor, "n"]:
+        """Class of pixels given by flat index (slot * H * W + y * W + x) in ``class_map``."""
+        if class_map == "semantics":
+            return self.stored["semantics"].reshape(-1)[flat].long()
+        return ((self.stored["masks"].reshape(-1)[flat] & MASK_BITS[class_map]) != 0).long()
+
+
+def num_classes(class_map: str) -> int:
+    """Classes of a class map: the 12 semantic labels, or (outside, inside) of a region mask such as ``mouth``."""
+    return len(SEMANTIC_CLASSES) if class_map == "semantics" else 2
+
+
+def _count_classes(stored: Dict[str, Tensor], class_map: str, chunk_frames: int = 64) -> Tensor:
+    # Chunked: bincount converts to int64 (8 bytes a pixel) and a 5-minute clip holds billions of pixels.
+    counts = torch.zeros(num_classes(class_map), dtype=torch.long)
+    source = stored["semantics"] if class_map == "semantics" else stored["masks"]
+    for start in range(0, len(source), chunk_frames):
+        chunk = source[start : start + chunk_frames].reshape(-1)
+        labels = chunk if class_map == "semantics" else (chunk & MASK_BITS[class_map]) != 0
+        counts += torch.bincount(labels.long(), minlength=len(counts))[: len(counts)]
+    return counts
 
 
 class FrameCache:
@@ -52,7 +75,8 @@ class FrameCache:
         dataset: The dataset (all images at one resolution).
         capacity: Most frames held at once (all of them when the dataset has no more).
         refresh_every: Steps between subsets when not all frames fit (<= 0: keep the first subset).
-        regions: Mask kinds whose pixel lists are kept for region sampling (e.g. ``("mouth",)``).
+        class_maps: Class maps whose class sizes are counted for class-weighted sampling: ``"semantics"`` or mask
+            kinds (e.g. ``("mouth",)``).
         num_threads: Decoding threads (JPEG/PNG decoding releases the GIL).
         label: Name shown on the progress bar.
         seed: Seed of the subset choice.
@@ -63,7 +87,7 @@ class FrameCache:
         dataset: TalkingHeadDataset,
         capacity: int,
         refresh_every: int = -1,
-        regions: Sequence[str] = (),
+        class_maps: Sequence[str] = (),
         num_threads: int = 4,
         label: str = "frames",
         seed: Optional[int] = None,
@@ -73,7 +97,7 @@ class FrameCache:
         self.capacity = max(1, min(int(capacity), self.num_dataset_frames))
         self.rotates = self.capacity < self.num_dataset_frames and refresh_every > 0
         self.refresh_every = int(refresh_every)
-        self.regions = tuple(regions)
+        self.class_maps = tuple(class_maps)
         width, height = dataset.size(0)
         self.height, self.width = height, width
         background = dataset.background()
@@ -113,12 +137,9 @@ class FrameCache:
                 for slot, pixels in enumerate(rest, start=1):
                     put(slot, pixels)
                     progress.advance(task)
-        region_pixels = {}
-        for kind in self.regions:
-            if "masks" in stored and kind in MASK_BITS:
-                region_pixels[kind] = torch.nonzero((stored["masks"].reshape(-1) & MASK_BITS[kind]) != 0).squeeze(1)
+        class_counts = {name: _count_classes(stored, name) for name in self.class_maps}
         return_freed_memory()  # the decoding buffers (~0.4 GB for 1,100 frames at 512x512) would stay in the heap
-        return CachedFrames(torch.as_tensor(indices, dtype=torch.long), stored, region_pixels)
+        return CachedFrames(torch.as_tensor(indices, dtype=torch.long), stored, class_counts)
 
     def _start_prefetch(self) -> None:
         if self._prefetcher is not None and self._next is None:
@@ -144,7 +165,7 @@ class FrameCache:
         flat = (slots * self.height + y) * self.width + x
         pixels = {key: value.reshape(-1, *value.shape[3:])[flat] for key, value in frames.stored.items()}
         background = None if self.background is None else self.background[y, x]
-        batch = pixels_to_batch(pixels, self.dataset.mask_kinds, background)
+        batch = pixels_to_batch(pixels, self.dataset.mask_kinds, background, self.dataset.rebuilds_headless)
         batch["indices"] = torch.stack([frames.image_indices[slots], y, x], dim=-1)
         return batch
 

@@ -22,10 +22,11 @@ from nerfstudio.data.datamanagers.base_datamanager import VanillaDataManager, Va
 from nerfstudio.data.utils.dataloaders import FixedIndicesEvalDataloader, RandIndicesEvalDataloader
 from nerfstudio.engine.callbacks import TrainingCallback, TrainingCallbackAttributes
 from nerfstudio.model_components.ray_generators import RayGenerator
+from torch import Tensor
 from nerfstudio.utils.rich_utils import CONSOLE
 
 from dtnerf_ns.core.data.frame_cache import FrameCache
-from dtnerf_ns.core.data.pixel_sampling import sample_patches, sample_rays
+from dtnerf_ns.core.data.pixel_sampling import region_fraction_probabilities, sample_patches, sample_rays
 from dtnerf_ns.core.data.talking_head_dataparser import TalkingHeadDataParserConfig, TalkingHeadDatasetError
 from dtnerf_ns.core.data.talking_head_dataset import TalkingHeadDataset
 from dtnerf_ns.core.host_memory import mmap_large_blocks
@@ -44,7 +45,7 @@ class TalkingHeadDataManagerConfig(VanillaDataManagerConfig):
     dataparser: TalkingHeadDataParserConfig = field(default_factory=TalkingHeadDataParserConfig)
     """The talking-head-data dataparser (registered also as dtnerf-data)."""
     pixel_maps: Tuple[str, ...] = ("headless", "face", "mouth")
-    """Per-pixel maps in each batch besides the image: "headless", "semantics" or mask kinds (face, mouth, eyes,
+    """Per-pixel maps in each batch besides the image: "headless", "background", "semantics" or mask kinds (face, mouth, eyes,
     person, torso). Cached frames take 3 bytes per pixel for the image, 1 for all masks together (a head-less image
     is rebuilt from the torso mask and the background), 1 for semantics."""
     mouth_ray_fraction: float = 0.25
@@ -90,6 +91,10 @@ class TalkingHeadDataManager(VanillaDataManager[TalkingHeadDataset]):
         self.train_cache: Optional[FrameCache] = None
         self.eval_cache: Optional[FrameCache] = None
         self.fine_stage_start: Optional[int] = None  # set from the trainer's max_num_iterations (callbacks)
+        self.ray_class_probabilities: Optional[Tensor] = None
+        """Per semantic class (labels of ``semantics``): when set (by the pipeline, from a model that weights its
+        rays by class, e.g. SAHS-NeRF's dynamic weighted sampling), training rays follow it instead of the mouth
+        fraction."""
         try:
             fraction = config.fine_stage_fraction
             if fraction is not None and not 0.0 < fraction < 1.0:
@@ -139,7 +144,7 @@ class TalkingHeadDataManager(VanillaDataManager[TalkingHeadDataset]):
                 self.train_dataset,
                 capacity=capacity,
                 refresh_every=repeat if repeat > 0 else 250,
-                regions=("mouth",) if "mouth" in self.config.pixel_maps else (),
+                class_maps=tuple(m for m in ("mouth", "semantics") if m in self.config.pixel_maps),
                 num_threads=self.config.loader_threads,
                 label=f"{min(capacity, len(self.train_dataset))} training frames",
             )
@@ -200,14 +205,20 @@ class TalkingHeadDataManager(VanillaDataManager[TalkingHeadDataset]):
             batch = cache.gather(slots, y, x, frames)
             batch["patch_size"] = size
         else:
-            fractions = {"mouth": self.config.mouth_ray_fraction} if self.config.mouth_ray_fraction > 0 else {}
-            batch = cache.gather(*sample_rays(frames, cache.height, cache.width, num_rays, fractions), frames=frames)
+            class_map, probabilities = None, None
+            if self.ray_class_probabilities is not None and "semantics" in frames.class_counts:
+                class_map, probabilities = "semantics", self.ray_class_probabilities
+            elif self.config.mouth_ray_fraction > 0 and "mouth" in frames.class_counts:
+                class_map = "mouth"
+                probabilities = region_fraction_probabilities(self.config.mouth_ray_fraction, frames.class_counts["mouth"])
+            pixels = sample_rays(frames, cache.height, cache.width, num_rays, class_map, probabilities)
+            batch = cache.gather(*pixels, frames=frames)
         return self.train_ray_generator(batch["indices"]), batch
 
     def next_eval(self, step: int) -> Tuple[RayBundle, Dict]:
         self.eval_count += 1
         cache = self._eval_frames()
-        slots, y, x = sample_rays(cache.current, cache.height, cache.width, self.config.eval_num_rays_per_batch, {})
+        slots, y, x = sample_rays(cache.current, cache.height, cache.width, self.config.eval_num_rays_per_batch)
         batch = cache.gather(slots, y, x)
         return self.eval_ray_generator(batch["indices"]), batch
 

@@ -47,11 +47,12 @@ class TalkingHeadDataParserConfig(DataParserConfig):
     check_files: bool = True
     """Check that every frame's image and required maps exist before training."""
     required_maps: Tuple[str, ...] = ("headless", "face", "mouth")
-    """Per-pixel maps the method trains on (set from the datamanager's ``pixel_maps``): "headless", "semantics" or a
-    mask kind (face, mouth, eyes, person, torso). Only these are checked and read."""
+    """Per-pixel maps the method trains on (set from the datamanager's ``pixel_maps``): "headless", "background" (the
+    static background behind each ray), "semantics" or a mask kind (face, mouth, eyes, person, torso). Only these are
+    checked and read."""
 
 
-PIXEL_MAP_KINDS = ("headless", "semantics", *layout.MASK_KINDS)
+PIXEL_MAP_KINDS = ("headless", "background", "semantics", *layout.MASK_KINDS)
 """Per-pixel maps a method may train on."""
 
 
@@ -173,10 +174,13 @@ class TalkingHeadDataParser(DataParser):
             raise ValueError(f"unknown pixel maps {unknown}; choose from {list(PIXEL_MAP_KINDS)}")
         # A head-less image is the frame's torso over the static background (data_processing.masks.headless_image):
         # the torso mask and background.png rebuild it, so the cache needs no second RGB image per frame.
-        kinds = tuple(dict.fromkeys(self.config.required_maps + (("torso",) if "headless" in self.config.required_maps else ())))
+        required = self.config.required_maps
+        kinds = tuple(dict.fromkeys(required + (("torso",) if "headless" in required else ())))
+        kinds = tuple(kind for kind in kinds if kind != "background")  # one image for all frames, not a per-frame map
         background = root / layout.BACKGROUND
-        if "headless" in kinds and self.config.check_files and not background.is_file():
-            raise _fail(background, "missing (needed to rebuild head-less frames)")
+        uses_background = "headless" in required or "background" in required
+        if uses_background and self.config.check_files and not background.is_file():
+            raise _fail(background, "missing (needed for the head-less frames or the backdrop)")
         image_filenames: List[Path] = []
         map_files: Dict[str, List[Path]] = {kind: [] for kind in kinds}
         poses, times, frame_indices = [], [], []
@@ -232,6 +236,7 @@ class TalkingHeadDataParser(DataParser):
             "mouth_aabb": torch.from_numpy(mouth_aabb),
             "pixel_map_files": map_files,  # {kind: [path per image of this split]}
             "background_file": background,
+            "uses_background": uses_background,  # batches carry the static background's pixels
         }
         return DataparserOutputs(
             image_filenames=image_filenames,

@@ -28,6 +28,7 @@ from data_processing.io_utils import read_image, read_mask
 
 # Batch keys (never "mask": nerfstudio reserves it to restrict ray sampling).
 HEADLESS = "headless"
+BACKGROUND = "background"
 SEMANTICS = "semantics"
 MASK_BITS: Dict[str, int] = {kind: 1 << i for i, kind in enumerate(layout.MASK_KINDS)}
 """Bit of each region mask in the packed ``masks`` byte."""
@@ -42,19 +43,25 @@ FACE_MASK, MOUTH_MASK = mask_key("face"), mask_key("mouth")
 
 
 def pixels_to_batch(
-    stored: Mapping[str, Tensor], mask_kinds: Tuple[str, ...], background: Optional[Tensor] = None
+    stored: Mapping[str, Tensor],
+    mask_kinds: Tuple[str, ...],
+    background: Optional[Tensor] = None,
+    rebuild_headless: bool = True,
 ) -> Dict[str, Tensor]:
     """Stored uint8 pixels (any leading shape) -> the values a model reads.
 
-    ``image`` [..., 3] float in [0, 1]; ``headless`` [..., 3] (the torso's image pixels, elsewhere ``background``, the
-    static background's uint8 pixels at the same places) when a background is given; each of ``mask_kinds`` as
+    ``image`` [..., 3] float in [0, 1]; with ``background`` (the static background's uint8 pixels at the same places):
+    ``background`` [..., 3] and, with ``rebuild_headless``, ``headless`` [..., 3] (the torso's image pixels, elsewhere
+    the background); each of ``mask_kinds`` as
     ``<kind>_mask`` [..., 1] float in {0, 1}; ``semantics`` [...] int64 labels. The one conversion, used per batch by
     the cache and per image by ``dataset[i]``.
     """
     batch: Dict[str, Tensor] = {"image": stored["image"].float() / 255.0}
     if background is not None:
-        torso = ((stored["masks"] & MASK_BITS["torso"]) != 0)[..., None]
-        batch[HEADLESS] = torch.where(torso, stored["image"], background).float() / 255.0
+        batch[BACKGROUND] = background.float() / 255.0
+        if rebuild_headless:
+            torso = ((stored["masks"] & MASK_BITS["torso"]) != 0)[..., None]
+            batch[HEADLESS] = torch.where(torso, stored["image"], background).float() / 255.0
     if "masks" in stored:
         for kind in mask_kinds:
             batch[mask_key(kind)] = ((stored["masks"] & MASK_BITS[kind]) != 0).float()[..., None]
@@ -74,6 +81,7 @@ class TalkingHeadDataset(InputDataset):
         self.pixel_map_files: Dict[str, list] = self.metadata["pixel_map_files"]
         self.mask_kinds: Tuple[str, ...] = tuple(k for k in layout.MASK_KINDS if k in self.pixel_map_files)
         self.rebuilds_headless = HEADLESS in self.pixel_map_files
+        self.uses_background = self.rebuilds_headless or bool(self.metadata.get("uses_background"))
         self._background: Optional[np.ndarray] = None
 
     def size(self, image_idx: int) -> Tuple[int, int]:
@@ -87,8 +95,9 @@ class TalkingHeadDataset(InputDataset):
         return width * height * channels
 
     def background(self) -> Optional[UInt8[np.ndarray, "h w 3"]]:
-        """The static background at the cameras' resolution (None when head-less images are not asked for)."""
-        if self.rebuilds_headless and self._background is None:
+        """The static background at the cameras' resolution (None when neither it nor head-less images are asked
+        for)."""
+        if self.uses_background and self._background is None:
             self._background = read_image(self.metadata["background_file"], size=self.size(0))
         return self._background
 
@@ -116,6 +125,7 @@ class TalkingHeadDataset(InputDataset):
         # nerfstudio has read the image already (uint8 / 255): back to its stored form rather than decoding it again.
         stored["image"] = (data["image"][..., :3] * 255.0).round().to(torch.uint8)
         background = self.background()
-        batch = pixels_to_batch(stored, self.mask_kinds, None if background is None else torch.from_numpy(background))
+        background = None if background is None else torch.from_numpy(background)
+        batch = pixels_to_batch(stored, self.mask_kinds, background, self.rebuilds_headless)
         del batch["image"]  # nerfstudio's own
         return batch

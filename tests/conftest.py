@@ -107,3 +107,16 @@ def tiny_trained_config(tiny_dtnerf_dataset: Path, tmp_path_factory) -> Path:
     trainer.setup()
     trainer.train()
     return config.get_base_dir() / "config.yml"
+
+
+@pytest.fixture(scope="session")
+def tiny_sahs_trained_config(tiny_dtnerf_dataset: Path, tmp_path_factory) -> Path:
+    """config.yml of a sahs-nerf-small model (audio driver) trained for 30 iterations on the tiny dataset."""
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    config = _tiny_sahs_config(tiny_dtnerf_dataset, tmp_path_factory.mktemp("sahs_trained"), 30)
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
+    return config.get_base_dir() / "config.yml"

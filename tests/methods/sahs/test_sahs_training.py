@@ -85,3 +85,21 @@ def test_ns_train_lists_both_presets():
     exe = shutil.which("ns-train") or str(Path(sys.executable).parent / "ns-train")
     help_text = subprocess.run([exe, "sahs-nerf-small", "--help"], capture_output=True, text=True, timeout=300).stdout
     assert "--pipeline.model.driver" in help_text and "--pipeline.model.use-dynamic-sampling" in help_text
+
+
+def test_the_papers_template_trains_coarse_and_fine(tiny_dtnerf_dataset: Path, tiny_sahs_config, tmp_path: Path):
+    config = tiny_sahs_config(tiny_dtnerf_dataset, tmp_path / "outputs", 6)
+    config.pipeline.model.template = "mlp"
+    config.steps_per_eval_image = config.steps_per_eval_batch = 10**6
+    trainer, losses = _train(config)
+    assert len(losses) == 6 and all(np.isfinite(losses))
+    model = trainer.pipeline.model
+    assert model.field_coarse is not None and model.field_coarse.deformation is model.field.deformation
+    groups = model.get_param_groups()
+    assert set(groups) == {"template_mlp", "deformation", "audio"}
+    camera = trainer.pipeline.datamanager.eval_dataset.cameras[0:1]
+    model.eval()
+    outputs = model.get_outputs_for_camera(camera)
+    assert outputs["rgb"].shape == (64, 64, 3) and outputs["semantics"].shape == (64, 64, 12)
+    assert "rgb_head_coarse" in outputs
+    torch.testing.assert_close(outputs["semantics"].sum(-1), torch.ones(64, 64))

@@ -1,8 +1,9 @@
 """Talking-head datamanager: nerfstudio's VanillaDataManager over :class:`TalkingHeadDataset`, with frames kept as
-uint8 on the CPU (:class:`~dtnerf_ns.core.data.frame_cache.FrameCache`) and region-weighted ray or patch batches
+uint8 on the CPU (:class:`~dtnerf_ns.core.data.frame_cache.FrameCache`) and class-weighted ray or patch batches
 (:mod:`~dtnerf_ns.core.data.pixel_sampling`).
 
-Training has up to two stages: random rays (a ``mouth_ray_fraction`` of them on the lips), then, from
+Training has up to two stages: random rays (per semantic class with the model's probabilities when it gives them,
+else a ``mouth_ray_fraction`` of them on the lips), then, from
 ``fine_stage_fraction`` of ``--max-num-iterations`` on, square patches (``batch["patch_size"] = P``) for image-space
 losses (DT-NeRF's LPIPS fine-tune). The datamanager owns the switch; a model tells the stages apart by
 ``patch_size`` in the batch.

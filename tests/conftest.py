@@ -30,19 +30,16 @@ def tiny_dtnerf_dataset(tmp_path_factory) -> Path:
     return out
 
 
-def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_stage_fraction=None):
-    """dtnerf-small, adapted to a 64 px dataset and a handful of CPU iterations (config saved, ready to train)."""
+def _tiny_config(base, dataset: Path, output_dir: Path, iterations: int):
+    """A preset adapted to the 64 px dataset and a handful of CPU iterations (config saved, ready to train)."""
     import copy  # noqa: PLC0415
 
-    from dtnerf_ns.methods.dtnerf.dtnerf_config import dtnerf_small_config  # noqa: PLC0415
-
-    config = copy.deepcopy(dtnerf_small_config)
+    config = copy.deepcopy(base)
     config.output_dir = output_dir
     config.pipeline.datamanager.data = dataset
     config.pipeline.datamanager.dataparser.downscale_factor = 1.0  # the dataset is 64 px already
     config.machine.device_type = "cpu"
     config.max_num_iterations = iterations
-    config.pipeline.datamanager.fine_stage_fraction = fine_stage_fraction
     config.steps_per_save = iterations
     config.steps_per_eval_batch = 20
     config.steps_per_eval_image = 20
@@ -50,30 +47,26 @@ def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_st
     config.vis = "tensorboard"
     config.viewer.quit_on_train_completion = True
     config.logging.local_writer.enable = False
+    return config
+
+
+def _tiny_train_config(dataset: Path, output_dir: Path, iterations: int, fine_stage_fraction=None):
+    """dtnerf-small on the tiny dataset."""
+    from dtnerf_ns.methods.dtnerf.dtnerf_config import dtnerf_small_config  # noqa: PLC0415
+
+    config = _tiny_config(dtnerf_small_config, dataset, output_dir, iterations)
+    config.pipeline.datamanager.fine_stage_fraction = fine_stage_fraction
     config.set_timestamp()
     config.save_config()
     return config
 
 
 def _tiny_sahs_config(dataset: Path, output_dir: Path, iterations: int, driver: str = "audio"):
-    """sahs-nerf-small on the 64 px dataset for a handful of CPU iterations (config saved, ready to train)."""
-    import copy  # noqa: PLC0415
-
+    """sahs-nerf-small on the tiny dataset."""
     from dtnerf_ns.methods.sahs.sahs_config import sahs_small_config  # noqa: PLC0415
 
-    config = copy.deepcopy(sahs_small_config)
-    config.output_dir = output_dir
-    config.pipeline.datamanager.data = dataset
-    config.pipeline.datamanager.dataparser.downscale_factor = 1.0
+    config = _tiny_config(sahs_small_config, dataset, output_dir, iterations)
     config.pipeline.model.driver = driver
-    config.machine.device_type = "cpu"
-    config.max_num_iterations = iterations
-    config.steps_per_save = iterations
-    config.steps_per_eval_batch = config.steps_per_eval_image = 20
-    config.steps_per_eval_all_images = 1_000_000
-    config.vis = "tensorboard"
-    config.viewer.quit_on_train_completion = True
-    config.logging.local_writer.enable = False
     config.set_timestamp()
     config.save_config()
     return config

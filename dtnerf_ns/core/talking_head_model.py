@@ -12,6 +12,7 @@ method's backdrop (:mod:`~dtnerf_ns.core.compositing`) and applies the method's 
 from __future__ import annotations
 
 import contextlib
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Dict, Iterator, Optional, Tuple, Type
@@ -26,7 +27,8 @@ from torch import Tensor
 
 from dtnerf_ns.core.compositing import BackdropKind, Backdrops, composite
 from dtnerf_ns.core.conditioning import FrameConditioning
-from dtnerf_ns.core.data.talking_head_dataset import HEADLESS
+from dtnerf_ns.core.data.talking_head_datamanager import TalkingHeadConfigError
+from dtnerf_ns.core.data.talking_head_dataset import HEADLESS, MOUTH_MASK
 from dtnerf_ns.core.field_components.audio_augmentation import AudioFeatureAugmentation
 
 
@@ -59,6 +61,20 @@ class TalkingHeadModel(Model):
     config: TalkingHeadModelConfig
     backdrop_kind: ClassVar[BackdropKind] = "headless"
     """What the method's render is composited over: the frame's head-less image, or the static background."""
+    paper: ClassVar[Tuple[str, Dict[str, float]]] = ("", {})
+    """The method's paper and its own result row (metric name -> value), set beside the model in dtnerf-eval's table."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        try:
+            super().__init__(*args, **kwargs)
+        except TalkingHeadConfigError as err:  # a setting that cannot work: one line, no traceback through nerfstudio
+            print(f"{type(self).__name__}: {err}", file=sys.stderr, flush=True)
+            sys.exit(1)
+
+    @property
+    def driven_by_audio(self) -> bool:
+        """Whether audio drives the model (dtnerf-render swaps in new speech); a method driven otherwise says False."""
+        return True
 
     def populate_modules(self):
         super().populate_modules()
@@ -106,6 +122,22 @@ class TalkingHeadModel(Model):
         """(ground truth, composited prediction) of a batch, both [..., 3] on the model's device."""
         gt = batch["image"][..., :3].to(self.device)
         return gt, composite(outputs["rgb_head"], outputs["accumulation"], self.batch_backdrop(batch))
+
+    @torch.no_grad()
+    def image_metrics(self, gt: Float[Tensor, "h w 3"], pred: Float[Tensor, "h w 3"], batch: Dict[str, Any]) -> Dict[str, float]:
+        """PSNR and SSIM of a whole eval image, and PSNR over its mouth mask when the batch has one."""
+        from torchmetrics.functional import structural_similarity_index_measure  # noqa: PLC0415
+
+        metrics = {"psnr": float(-10 * torch.log10(torch.mean((pred - gt) ** 2).clamp_min(1e-10)))}
+        metrics["ssim"] = float(
+            structural_similarity_index_measure(pred.permute(2, 0, 1)[None], gt.permute(2, 0, 1)[None], data_range=1.0)
+        )
+        mouth = batch.get(MOUTH_MASK)
+        if mouth is not None:
+            m = mouth.to(self.device).reshape(gt.shape[:2]) > 0.5
+            if bool(m.any()):
+                metrics["mouth_psnr"] = float(-10 * torch.log10(torch.mean((pred[m] - gt[m]) ** 2).clamp_min(1e-10)))
+        return metrics
 
     # ------------------------------------------------------------------ final frames
     def post_process(self, rgb: Float[Tensor, "h w 3"], frame: int) -> Float[Tensor, "h w 3"]:

@@ -229,6 +229,8 @@ def evaluate(
         "device": str(device),
         "render_fps": num / render_seconds if render_seconds > 0 else float("nan"),
         "dataset": str(dataset.metadata.get("data_dir", "")),
+        # The method's paper and its own row, for the report's comparison line.
+        "paper": dict(zip(("name", "row"), getattr(model, "paper", ("", {})))),
     }
     return EvalResult(metrics=metrics, per_frame=per_frame, info=info, strip=strip)
 

@@ -16,20 +16,6 @@ from PIL import Image
 from dtnerf_ns.evaluation.evaluator import DEFINITIONS, EvalResult
 from dtnerf_ns.evaluation.output_layout import FORMAT, METRICS_JSON, METRICS_MD, STRIP_PNG
 
-PAPER_ROWS = {
-    "dtnerf": ("DT-NeRF", {"psnr": 35.39, "lpips": 0.0169, "fid": 9.472, "lmd": 2.601, "fps": 32}),
-    "sahs-nerf": ("SAHS-NeRF", {"l1": 0.015, "psnr": 27.90, "ssim": 0.956, "lpips": 0.042, "sync": 3.984}),
-}
-"""Each paper's own row for its method: DT-NeRF's benchmark table (its 512x512 videos, a 68-point landmark detector
-for LMD); SAHS-NeRF's Table 2 (audio-driven, AD-NeRF's videos)."""
-
-
-def paper_row(method: str):
-    """(paper name, its row) for a run's method name (``dtnerf-small`` -> DT-NeRF's)."""
-    for prefix in sorted(PAPER_ROWS, key=len, reverse=True):
-        if method.startswith(prefix):
-            return PAPER_ROWS[prefix]
-    return PAPER_ROWS["dtnerf"]
 ERROR_SCALE = 0.25
 """Mean absolute RGB error shown at full colour in the strip's error column."""
 MIN_TILE = 256
@@ -110,16 +96,18 @@ def markdown(result: EvalResult) -> str:
     sync = metrics["sync"]
     gt_sync = _fmt(sync["ground_truth"]["confidence"], 3) if sync.get("available") else f"n/a [{notes['sync']}]"
     width, height = info["resolution"]
-    method = str(info.get("method") or "dtnerf")
-    paper, paper_values = paper_row(method)
+    method = str(info.get("method") or "this method")
+    paper = info.get("paper") or {}
+    paper_values = paper.get("row", {})
     paper_fps = paper_values.get("fps")
     rows = [
         ["Ground Truth", "N/A", "0", "0", "0", "1", "0", gt_sync, "-"],
         [f"{method} (this model)", *cells(_table_values(metrics, "frame"), "frame"), _fmt(info["render_fps"], 2)],
         [f"{method} (this model)_face", *cells(_table_values(metrics, "face"), "face"), "-"],
-        [f"{paper} (paper, its data)", *(_fmt(paper_values.get(n), d) for _, n, d in COLUMNS),
-         "–" if paper_fps is None else str(paper_fps)],
     ]
+    if paper.get("name"):
+        row = [f"{paper['name']} (paper, its data)", *(_fmt(paper_values.get(n), d) for _, n, d in COLUMNS)]
+        rows.append(row + ["–" if paper_fps is None else str(paper_fps)])
     header = ["Methods", *(h for h, _, _ in COLUMNS), "FPS"]
     lines = [
         f"# {method} evaluation: {info.get('experiment', '')}".rstrip(),
@@ -132,8 +120,7 @@ def markdown(result: EvalResult) -> str:
         *("| " + " | ".join(row) + " |" for row in rows),
         "",
         "`_face`: over the ground-truth face mask. LMD and Sync measure the mouth and have one value. FPS: frames "
-        "rendered per second here. The paper's row is its own result on its videos (512x512, its GPU, a 68-point "
-        "landmark detector for LMD).",
+        "rendered per second here. The paper's row is the method's published result on its own videos and hardware.",
     ]
     if notes:
         lines.append("")

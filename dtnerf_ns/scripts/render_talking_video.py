@@ -252,11 +252,10 @@ class RenderTalkingVideo:
         with console.status("Loading the model"):
             trained = load_trained_model(self.load_config)
         model, data_dir = trained.model, trained.data_dir
-        if getattr(model.config, "driver", "audio") != "audio":
+        if not model.driven_by_audio:
             raise RenderError(
-                f"{self.load_config}: this model is driven by expression coefficients (--pipeline.model.driver "
-                f"{model.config.driver}), not audio; train one with --pipeline.model.driver audio to render speech, or "
-                f"evaluate this one on its test frames with dtnerf-eval."
+                f"{self.load_config}: this model is driven by expression coefficients, not audio; train one with "
+                f"--pipeline.model.driver audio to render speech, or evaluate this one on its test frames with dtnerf-eval."
             )
         outputs = trained.pipeline.datamanager.train_dataparser_outputs
         trained_kind = outputs.metadata.get("audio_feature_kind", FEATURE_KIND)

@@ -26,7 +26,8 @@ def _result() -> EvalResult:
         "sync": {"available": False, "reason": "no SyncNet here"},
     }
     info = {"frames": 3, "resolution": [64, 64], "device": "cpu", "render_fps": 1.5, "dataset": "/data/me",
-            "experiment": "me", "step": 29, "method": "dtnerf-small"}
+            "experiment": "me", "step": 29, "method": "dtnerf-small",
+            "paper": {"name": "DT-NeRF", "row": {"psnr": 35.39, "lpips": 0.0169, "fid": 9.472, "lmd": 2.601, "fps": 32}}}
     strip = [{"frame_index": 21, "gt": frame, "render": frame}, {"frame_index": 23, "gt": frame, "render": frame // 2}]
     return EvalResult(metrics=metrics, per_frame=[{"frame_index": 21, "lmd": None, "psnr": math.inf}], info=info,
                       strip=strip)
@@ -62,7 +63,10 @@ def test_markdown_table_shape():
 
 def test_a_sahs_run_is_named_and_set_beside_its_own_paper():
     result = _result()
+    from dtnerf_ns.methods.sahs.sahs_model import SAHSModel
+
     result.info["method"] = "sahs-nerf-small"
+    result.info["paper"] = {"name": SAHSModel.paper[0], "row": SAHSModel.paper[1]}
     lines = markdown(result).splitlines()
     assert lines[0] == "# sahs-nerf-small evaluation: me"
     paper = next(line for line in lines if "(paper, its data)" in line).split(" | ")

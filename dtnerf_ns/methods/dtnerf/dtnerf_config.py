@@ -6,15 +6,13 @@ every ns-* command, so this module only imports configuration classes (no tcnn, 
 
 from __future__ import annotations
 
-import torch
-from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from dtnerf_ns.core.data.talking_head_datamanager import TalkingHeadDataManagerConfig
 from dtnerf_ns.core.data.talking_head_dataparser import TalkingHeadDataParserConfig
-from dtnerf_ns.core.schedulers import FloatExponentialDecaySchedulerConfig
+from dtnerf_ns.core.presets import machine, optimizer_group
 from dtnerf_ns.core.talking_head_pipeline import TalkingHeadPipelineConfig
 from dtnerf_ns.methods.dtnerf.dtnerf_model_config import DTNeRFModelConfig
 
@@ -23,22 +21,14 @@ from dtnerf_ns.methods.dtnerf.dtnerf_model_config import DTNeRFModelConfig
 FINE_STAGE_FRACTION = 0.8333
 
 
-def _machine() -> MachineConfig:
-    # CUDA when there is a GPU, else CPU (nerfstudio's default "cuda" would fail on a CPU-only machine).
-    return MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu")
-
-
 def _optimizers(lr: float, max_steps: int) -> dict:
-    # Float-valued schedule: checkpoints must load with torch's weights_only=True (see schedulers.py).
     # Hash grids + MLPs at nerfacto's 1e-2; the audio network at ER-NeRF's lower network rate (5e-4).
-    def group(rate: float) -> dict:
-        return {
-            "optimizer": AdamOptimizerConfig(lr=rate, eps=1e-15),
-            "scheduler": FloatExponentialDecaySchedulerConfig(lr_final=rate * 0.1, max_steps=max_steps),
-        }
-
     # (A model with the occupancy sampler has no proposal_networks group; nerfstudio skips the unused entry.)
-    return {"proposal_networks": group(lr), "fields": group(lr), "audio": group(5e-4)}
+    return {
+        "proposal_networks": optimizer_group(lr, max_steps),
+        "fields": optimizer_group(lr, max_steps),
+        "audio": optimizer_group(5e-4, max_steps),
+    }
 
 
 # ---------------------------------------------------------------- GPU, paper-like
@@ -50,7 +40,7 @@ dtnerf_config = TrainerConfig(
     steps_per_save=5000,
     max_num_iterations=_STEPS,
     mixed_precision=True,
-    machine=_machine(),
+    machine=machine(),
     pipeline=TalkingHeadPipelineConfig(
         datamanager=TalkingHeadDataManagerConfig(
             dataparser=TalkingHeadDataParserConfig(),
@@ -80,7 +70,7 @@ dtnerf_small_config = TrainerConfig(
     steps_per_save=500,
     max_num_iterations=_SMALL_STEPS,
     mixed_precision=False,
-    machine=_machine(),
+    machine=machine(),
     pipeline=TalkingHeadPipelineConfig(
         datamanager=TalkingHeadDataManagerConfig(
             dataparser=TalkingHeadDataParserConfig(downscale_factor=4.0),  # 512 -> 128 px

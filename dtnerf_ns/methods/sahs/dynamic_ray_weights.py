@@ -15,12 +15,16 @@ import torch
 from jaxtyping import Float, Int64
 from torch import Tensor, nn
 
+from dtnerf_ns.core.data.talking_head_datamanager import TalkingHeadConfigError
+
 
 def class_weight_vector(class_names: Sequence[str], weights: Mapping[str, float]) -> Float[Tensor, "classes"]:
     """ω per class, by name (1 where not given). Unknown names are an error."""
     unknown = sorted(set(weights) - set(class_names))
     if unknown:
-        raise ValueError(f"unknown semantic classes {unknown}; the classes are {list(class_names)}")
+        raise TalkingHeadConfigError(
+            f"--pipeline.model.class-weights: unknown semantic classes {unknown}; the classes are {list(class_names)}"
+        )
     return torch.tensor([float(weights.get(name, 1.0)) for name in class_names])
 
 
@@ -36,7 +40,10 @@ class DynamicRayWeights(nn.Module):
     def __init__(self, class_weights: Float[Tensor, "classes"], momentum: float = 0.1, floor: float = 0.01) -> None:
         super().__init__()
         if not 0.0 < momentum <= 1.0 or not 0.0 <= floor * len(class_weights) < 1.0:
-            raise ValueError(f"momentum must be in (0, 1] and floor below 1/classes (got {momentum}, {floor})")
+            raise TalkingHeadConfigError(
+                f"--pipeline.model.class-loss-momentum must be in (0, 1] and --pipeline.model.class-probability-floor "
+                f"below 1/classes (got {momentum}, {floor})"
+            )
         self.momentum, self.floor = momentum, floor
         self.register_buffer("class_weights", class_weights.float(), persistent=False)
         self.register_buffer("class_loss", torch.ones(len(class_weights)))  # persistent: in checkpoints

@@ -8,15 +8,13 @@ DWS), ``... --pipeline.model.use-ambient False`` (w/o DWS+LDF), ``... --pipeline
 
 from __future__ import annotations
 
-import torch
-from nerfstudio.configs.base_config import MachineConfig, ViewerConfig
-from nerfstudio.engine.optimizers import AdamOptimizerConfig
+from nerfstudio.configs.base_config import ViewerConfig
 from nerfstudio.engine.trainer import TrainerConfig
 from nerfstudio.plugins.types import MethodSpecification
 
 from dtnerf_ns.core.data.talking_head_datamanager import TalkingHeadDataManagerConfig
 from dtnerf_ns.core.data.talking_head_dataparser import TalkingHeadDataParserConfig
-from dtnerf_ns.core.schedulers import FloatExponentialDecaySchedulerConfig
+from dtnerf_ns.core.presets import machine, optimizer_group
 from dtnerf_ns.core.talking_head_pipeline import TalkingHeadPipelineConfig
 from dtnerf_ns.methods.sahs.sahs_model_config import SAHSModelConfig
 
@@ -27,26 +25,10 @@ PIXEL_MAPS = ("background", "semantics", "mouth")
 
 
 def _optimizers(max_steps: int) -> dict:
-    # Float-valued schedule (see core/schedulers.py). The paper's Adam at 5e-4 for its MLPs (deformation, the paper's
-    # template, audio network); hash grids and proposal networks at nerfacto's 1e-2. Only the groups a model has are
-    # used (the template's group name says which template it is).
-    def group(rate: float) -> dict:
-        return {
-            "optimizer": AdamOptimizerConfig(lr=rate, eps=1e-15),
-            "scheduler": FloatExponentialDecaySchedulerConfig(lr_final=rate * 0.1, max_steps=max_steps),
-        }
-
-    return {
-        "deformation": group(5e-4),
-        "template_mlp": group(5e-4),
-        "template_hash": group(1e-2),
-        "proposal_networks": group(1e-2),
-        "audio": group(5e-4),
-    }
-
-
-def _machine() -> MachineConfig:
-    return MachineConfig(device_type="cuda" if torch.cuda.is_available() else "cpu")
+    # The paper's Adam at 5e-4 for its MLPs (deformation, the paper's template, audio network); hash grids and proposal
+    # networks at nerfacto's 1e-2. Only the groups a model has are used (the template's group name says which).
+    rates = {"deformation": 5e-4, "template_mlp": 5e-4, "template_hash": 1e-2, "proposal_networks": 1e-2, "audio": 5e-4}
+    return {group: optimizer_group(rate, max_steps) for group, rate in rates.items()}
 
 
 def _datamanager(downscale: float, rays: int) -> TalkingHeadDataManagerConfig:
@@ -68,7 +50,7 @@ sahs_config = TrainerConfig(
     steps_per_save=5000,
     max_num_iterations=_STEPS,
     mixed_precision=True,
-    machine=_machine(),
+    machine=machine(),
     pipeline=TalkingHeadPipelineConfig(
         datamanager=_datamanager(1.0, 2048),
         model=SAHSModelConfig(audio_dim=29, eval_num_rays_per_chunk=1 << 14),  # section 3.2: dim = 29 for audio
@@ -88,7 +70,7 @@ sahs_small_config = TrainerConfig(
     steps_per_save=500,
     max_num_iterations=_SMALL_STEPS,
     mixed_precision=False,
-    machine=_machine(),
+    machine=machine(),
     pipeline=TalkingHeadPipelineConfig(
         datamanager=_datamanager(4.0, 512),  # 512 -> 128 px
         model=SAHSModelConfig(

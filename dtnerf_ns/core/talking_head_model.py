@@ -28,7 +28,7 @@ from torch import Tensor
 from dtnerf_ns.core.compositing import BackdropKind, Backdrops, composite
 from dtnerf_ns.core.conditioning import FrameConditioning
 from dtnerf_ns.core.data.talking_head_datamanager import TalkingHeadConfigError
-from dtnerf_ns.core.data.talking_head_dataset import HEADLESS, MOUTH_MASK
+from dtnerf_ns.core.data.talking_head_dataset import BACKGROUND, HEADLESS, MOUTH_MASK
 from dtnerf_ns.core.field_components.audio_augmentation import AudioFeatureAugmentation
 
 
@@ -113,7 +113,7 @@ class TalkingHeadModel(Model):
 
     # ------------------------------------------------------------------ training-time compositing
     def batch_backdrop(self, batch: Dict[str, Any]) -> Float[Tensor, "rays 3"]:
-        key = HEADLESS if self.backdrop_kind == "headless" else "background"
+        key = HEADLESS if self.backdrop_kind == "headless" else BACKGROUND
         if key not in batch:
             raise KeyError(f"the batch has no '{key}' pixels: add it to --pipeline.datamanager.pixel-maps")
         return batch[key].to(self.device)

@@ -1,4 +1,9 @@
-"""Video probing and decoding at a target frame rate (PyAV)."""
+"""Video probing and decoding at a target frame rate (PyAV).
+
+Frames come out upright, as a player shows them: phones store portrait video sideways and say
+how to turn it in the container (a display matrix, or the legacy ``rotate`` tag), so every
+decoder here applies that rotation and :func:`probe_video` reports the displayed size.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,7 @@ from pathlib import Path
 from typing import Iterator, Optional, Tuple
 
 import numpy as np
+from jaxtyping import UInt8
 
 from data_processing.errors import ProcessingError
 
@@ -22,6 +28,9 @@ class VideoInfo:
     duration: float
     """Seconds of video (from the stream or container header)."""
     has_audio: bool
+    rotation: int = 0
+    """Clockwise degrees (0, 90, 180 or 270) that turn the stored picture upright; ``width`` and
+    ``height`` are already those of the upright picture, and the decoders here apply it."""
 
     def num_output_frames(self, target_fps: float) -> int:
         """Frames we produce at ``target_fps``: one per ``1/target_fps`` seconds of video."""
@@ -41,8 +50,43 @@ def _open(path: Path):
         raise ProcessingError(f"cannot read {path} as a video ({type(exc).__name__}); pass an mp4/mov/mkv file.") from exc
 
 
+def _video_stream(container):
+    """The first real video stream; cover art in audio files (an attached picture) does not count."""
+    import av
+
+    for stream in container.streams.video:
+        if not stream.disposition & av.stream.Disposition.attached_pic:
+            return stream
+    return None
+
+
+def _display_rotation(stream, frame) -> int:
+    """Clockwise degrees (0/90/180/270) that turn ``stream``'s stored picture upright.
+
+    The display matrix (mp4/mov track matrix, mkv projection) is what players follow; FFmpeg attaches
+    it to each decoded ``frame``, whose ``rotation`` is its counter-clockwise angle. Without one, the
+    legacy ``rotate`` stream tag (clockwise, as FFmpeg < 6 exported it; mkv keeps it as a tag) is used.
+    Angles are rounded to a quarter turn; mirroring in a display matrix is ignored.
+    """
+    if frame is not None and any(getattr(sd.type, "name", "") == "DISPLAYMATRIX" for sd in frame.side_data):
+        return (-round(frame.rotation / 90) * 90) % 360
+    tag = {k.lower(): v for k, v in stream.metadata.items()}.get("rotate")
+    try:
+        return (round(float(tag) / 90) * 90) % 360
+    except (TypeError, ValueError):
+        return 0
+
+
+def _first_frame(container, stream):
+    """The first decodable frame of ``stream``, or None (the decoders report decoding errors themselves)."""
+    try:
+        return next(iter(container.decode(stream)), None)
+    except Exception:
+        return None
+
+
 def probe_video(path: Path) -> VideoInfo:
-    """Read the header of a video file.
+    """Read the header of a video file (and decode its first frame, which carries the display rotation).
 
     Raises:
         ProcessingError: missing or unreadable file, or no video stream.
@@ -50,9 +94,9 @@ def probe_video(path: Path) -> VideoInfo:
     path = Path(path)
     container = _open(path)
     with container:
-        if not container.streams.video:
+        stream = _video_stream(container)
+        if stream is None:
             raise ProcessingError(f"{path} has no video stream; pass a video of the person talking.")
-        stream = container.streams.video[0]
         fps = float(stream.average_rate or stream.guessed_rate or 0)
         if fps <= 0:
             raise ProcessingError(f"{path}: cannot tell the frame rate of the video stream.")
@@ -66,15 +110,32 @@ def probe_video(path: Path) -> VideoInfo:
             duration = 0.0
         width, height = stream.codec_context.width, stream.codec_context.height
         has_audio = bool(container.streams.audio)
+        rotation = _display_rotation(stream, _first_frame(container, stream))
     if duration <= 0 or width <= 0 or height <= 0:
         raise ProcessingError(f"{path}: the video stream is empty.")
-    return VideoInfo(path=path, width=width, height=height, fps=fps, duration=duration, has_audio=has_audio)
+    if rotation in (90, 270):
+        width, height = height, width
+    return VideoInfo(
+        path=path, width=width, height=height, fps=fps, duration=duration, has_audio=has_audio, rotation=rotation
+    )
+
+
+def _upright(frame, rotation: int) -> UInt8[np.ndarray, "height width 3"]:
+    """A decoded frame as RGB, turned ``rotation`` degrees clockwise (np.rot90 turns counter-clockwise)."""
+    rgb = frame.to_ndarray(format="rgb24")
+    if rotation % 360 == 0:
+        return rgb
+    # Contiguous, as callers (OpenCV, torch.from_numpy) expect; rot90 alone returns a strided view.
+    return np.ascontiguousarray(np.rot90(rgb, k=-(rotation // 90)))
 
 
 def _decoded_frames(path: Path, keyframes_only: bool = False) -> Iterator[Tuple[float, "object"]]:
+    """``(presentation time in s, av.VideoFrame)`` in display order, as stored (not yet rotated)."""
     container = _open(path)
     with container:
-        stream = container.streams.video[0]
+        stream = _video_stream(container)
+        if stream is None:
+            raise ProcessingError(f"{path} has no video stream; pass a video of the person talking.")
         stream.thread_type = "AUTO"  # let FFmpeg use both cores for decoding
         if keyframes_only:
             stream.codec_context.skip_frame = "NONKEY"
@@ -91,14 +152,29 @@ def _decoded_frames(path: Path, keyframes_only: bool = False) -> Iterator[Tuple[
             # A truncated file: keep what decoded (the caller checks the count).
 
 
+def first_frame_time(path: Path) -> Optional[float]:
+    """Presentation time (s) of the first video frame: time 0 of :func:`iter_frames_at_rate`'s output.
+
+    None when the file has no video stream or none of it decodes.
+    """
+    frames = _decoded_frames(Path(path))
+    try:
+        t, _ = next(frames)
+    except (ProcessingError, StopIteration):
+        return None
+    finally:
+        frames.close()
+    return t
+
+
 def iter_frames_at_rate(
     info: VideoInfo, target_fps: float, max_frames: Optional[int] = None
-) -> Iterator[Tuple[int, np.ndarray]]:
-    """Yield ``(output_index, rgb_uint8[H, W, 3])`` resampled to ``target_fps`` by timestamps.
+) -> Iterator[Tuple[int, UInt8[np.ndarray, "height width 3"]]]:
+    """Yield ``(output_index, rgb_uint8[H, W, 3])`` resampled to ``target_fps`` by timestamps, upright.
 
-    Output frame ``k`` is at ``k / target_fps`` seconds and shows the source frame whose
-    timestamp is nearest to it, so 30 fps input becomes 25 fps by dropping frames evenly, and
-    input already at the target rate maps one to one.
+    Output frame ``k`` is at ``k / target_fps`` seconds after the first video frame and shows
+    the source frame whose timestamp is nearest to it, so 30 fps input becomes 25 fps by dropping
+    frames evenly, and input already at the target rate maps one to one.
     """
     src_dt = 1.0 / info.fps
     k = 0
@@ -112,7 +188,7 @@ def iter_frames_at_rate(
         if prev_frame is not None:
             midpoint = 0.5 * (prev_t + t)
             while k < limit and k / target_fps < midpoint:
-                yield k, prev_frame.to_ndarray(format="rgb24")
+                yield k, _upright(prev_frame, info.rotation)
                 k += 1
         if k >= limit:
             return
@@ -121,7 +197,7 @@ def iter_frames_at_rate(
         return
     end = prev_t + src_dt
     while k < limit and k / target_fps < end - 1e-6:
-        yield k, prev_frame.to_ndarray(format="rgb24")
+        yield k, _upright(prev_frame, info.rotation)
         k += 1
 
 
@@ -163,8 +239,8 @@ def prefetch(iterator: Iterator, depth: int = 8) -> Iterator:
                 thread.join(0.05)
 
 
-def sample_frames(info: VideoInfo, max_samples: int = 40) -> Iterator[np.ndarray]:
-    """A few RGB frames spread over the clip, for finding the face region cheaply.
+def sample_frames(info: VideoInfo, max_samples: int = 40) -> Iterator[UInt8[np.ndarray, "height width 3"]]:
+    """A few upright RGB frames spread over the clip, for finding the face region cheaply.
 
     Decodes keyframes only when there are enough of them, otherwise every n-th frame.
     """
@@ -172,10 +248,10 @@ def sample_frames(info: VideoInfo, max_samples: int = 40) -> Iterator[np.ndarray
     if len(keyframes) >= min(10, max_samples):
         step = max(1, len(keyframes) // max_samples)
         for frame in keyframes[::step]:
-            yield frame.to_ndarray(format="rgb24")
+            yield _upright(frame, info.rotation)
         return
     total = max(1, int(info.duration * info.fps))
     step = max(1, total // max_samples)
     for i, (_, frame) in enumerate(_decoded_frames(info.path)):
         if i % step == 0:
-            yield frame.to_ndarray(format="rgb24")
+            yield _upright(frame, info.rotation)

@@ -64,6 +64,55 @@ def write_video(path: Path, frames: np.ndarray, fps: int, audio_seconds: float |
     return path
 
 
+def ffmpeg(*args) -> None:
+    """Run imageio-ffmpeg's ffmpeg program (quiet, overwriting outputs); fail the test on an error."""
+    import subprocess
+
+    import imageio_ffmpeg
+
+    cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y", *map(str, args)]
+    result = subprocess.run(cmd, capture_output=True, text=True)
+    assert result.returncode == 0, f"{' '.join(cmd)}\n{result.stderr}"
+
+
+def write_clapper_clip(path: Path, flash_frame: int, video_offset: float = 0.0, audio_offset: float = 0.0) -> Path:
+    """A 3 s, 25 fps H.264/AAC clip with a clapper: frames ``flash_frame..+2`` of the video stream are white (the
+    rest black) and the audio stream beeps (1 kHz) from 1.0 s to 1.1 s of its own time. ``video_offset`` and
+    ``audio_offset`` delay each stream's start in the file (ffmpeg's ``-itsoffset``), as phones and screen
+    recorders do."""
+    ffmpeg(
+        "-itsoffset", video_offset, "-f", "lavfi", "-i", "color=c=black:s=64x48:r=25:d=3",
+        "-itsoffset", audio_offset, "-f", "lavfi",
+        "-i", "aevalsrc='if(between(t,1,1.1),0.5*sin(2*PI*1000*t),0)':s=44100:d=3",
+        "-vf", f"drawbox=x=0:y=0:w=64:h=48:color=white:t=fill:enable='between(n,{flash_frame},{flash_frame + 2})'",
+        "-c:v", "libx264", "-pix_fmt", "yuv420p", "-c:a", "aac", path,
+    )  # fmt: skip
+    return path
+
+
+def pattern_frame() -> np.ndarray:
+    """A 48x64 RGB frame that shows which way is up: a red block top-left, a blue block bottom-left."""
+    frame = np.zeros((48, 64, 3), np.uint8)
+    frame[:16, :16] = (255, 0, 0)
+    frame[-16:, :16] = (0, 0, 255)
+    return frame
+
+
+def write_pattern_clip(path: Path, frames: int = 10) -> Path:
+    """``pattern_frame()`` as an H.264 mp4 at 25 fps, with no rotation metadata."""
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 64, 48, "yuv420p"
+        for _ in range(frames):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(pattern_frame(), format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return path
+
+
 def index_frames(n: int, size: int = 64) -> np.ndarray:
     """Frames whose brightness encodes their index, to check resampling."""
     frames = np.zeros((n, size, size, 3), np.uint8)

@@ -1,24 +1,6 @@
-"""Audio loading and per-frame speech features.
+"""Audio loading, fitting to a video's length, and writing (16 kHz mono).
 
-One implementation, shared by ``dtnerf-process`` (training data) and the talking-video export
-(new driving audio), so a model always sees features computed the same way.
-
-Features follow the AD-NeRF / ER-NeRF convention: a 50 Hz feature sequence (two steps per
-25-fps video frame), cut into one window of 16 steps centred on each video frame, giving an
-array of shape [num_frames, 16, C]. Those systems use DeepSpeech logits (C = 29), which are
-phoneme-like and so the same for any speaker; its weights cannot be downloaded here, so we use
-C = 29 log mel-filterbank energies from python_speech_features, made as speaker- and
-recording-independent as a filterbank can be (see :func:`speech_features`):
-
-* each channel is referenced to its own loud level over the utterance (95th percentile), which
-  removes the speaker's and microphone's long-term spectrum and the recording gain, as cepstral
-  mean normalisation does;
-* everything more than ``GATE_DB`` below that level is gated to 0, so a pause reads the same
-  whether it is digital silence or a room's noise floor. (Plain per-utterance mean/variance
-  normalisation, our first version, mapped a noisy pause in new audio to values the model had
-  only seen for speech, and the rendered mouth opened in silence.)
-
-Values are about 0 in silence and 1 at the channel's loud level.
+The features computed from it are in :mod:`data_processing.audio_features`.
 """
 
 from __future__ import annotations
@@ -33,27 +15,26 @@ from data_processing.errors import ProcessingError
 
 SAMPLE_RATE = 16000
 """Audio is resampled to 16 kHz mono, the rate speech models (and DeepSpeech) expect."""
-FEATURE_RATE = 50
-"""Feature steps per second (20 ms hop): two per frame at 25 fps, as in AD-NeRF/ER-NeRF."""
-WINDOW_STEPS = 16
-"""Feature steps per frame window, centred on the frame (AD-NeRF/ER-NeRF)."""
-NUM_CHANNELS = 29
-"""Channels per step; 29 matches DeepSpeech's output width used by ER-NeRF."""
-REFERENCE_PERCENTILE = 95.0
-"""Each channel's loud level: this percentile of its energy over the utterance (robust to a few peaks)."""
-GATE_DB = 30.0
-"""Dynamic range kept below each channel's loud level; quieter energy (pauses, noise floor) reads as 0."""
-FEATURE_KIND = "logmel29-peak-gated-30db"
-"""Name of this feature definition, stored in datasets so a model is never driven by different features."""
 
 
 def load_audio(path: Path) -> Float[np.ndarray, "samples"]:
     """Decode any audio (wav, mp3, m4a, or a video's audio track) to 16 kHz mono float32 in [-1, 1].
 
+    For a file with a video stream, sample 0 is at the time of the first video frame (time 0 of
+    :func:`data_processing.video.iter_frames_at_rate`), the way a player syncs the two: silence is
+    prepended when the audio stream starts later (phone and screen recordings often start it a few
+    hundred ms after the video) and audio from before the first frame is dropped. Both start times
+    are decoded frames' timestamps, i.e. after FFmpeg has applied edit lists and dropped the AAC
+    encoder's priming samples. Pure audio files start at their first sample.
+    ``dtnerf-render`` reads its driving audio with this function, so a video passed as --audio is
+    aligned the same way.
+
     Raises:
         ProcessingError: the file is missing, unreadable or has no audio stream.
     """
     import av  # lazy: keeps `import data_processing` light
+
+    from data_processing.video import first_frame_time
 
     path = Path(path)
     if not path.is_file():
@@ -65,11 +46,16 @@ def load_audio(path: Path) -> Float[np.ndarray, "samples"]:
     with container:
         if not container.streams.audio:
             raise ProcessingError(f"{path} has no audio track; pass speech audio with --audio FILE.")
+        has_video = bool(container.streams.video)
         stream = container.streams.audio[0]
         resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
         chunks = []
+        audio_start, first = None, True
         try:
             for frame in container.decode(stream):
+                if first:  # the resampler keeps sample 0 at the first decoded frame's time
+                    audio_start = None if frame.pts is None else float(frame.pts * stream.time_base)
+                    first = False
                 for out in resampler.resample(frame):
                     chunks.append(out.to_ndarray().reshape(-1))
             for out in resampler.resample(None):  # flush
@@ -78,38 +64,14 @@ def load_audio(path: Path) -> Float[np.ndarray, "samples"]:
             raise ProcessingError(f"cannot decode the audio of {path}: {exc}") from exc
     if not chunks:
         raise ProcessingError(f"the audio track of {path} is empty.")
-    return np.concatenate(chunks).astype(np.float32) / 32768.0
-
-
-def speech_features(signal: Float[np.ndarray, "samples"]) -> Float[np.ndarray, "steps channels"]:
-    """50 Hz log mel-filterbank features referenced to each channel's loud level and noise-gated.
-
-    ``x = max(0, 1 + (E - E_ref) / GATE_DB)`` per channel, with ``E`` the energy in dB and ``E_ref`` its
-    ``REFERENCE_PERCENTILE``-th percentile over the utterance. Scaling the signal, or filtering it with any fixed
-    equaliser, leaves the features (almost) unchanged; silence and a quiet noise floor both give 0.
-    """
-    from python_speech_features import logfbank
-
-    log_energy = logfbank(
-        signal, samplerate=SAMPLE_RATE, winlen=0.025, winstep=1.0 / FEATURE_RATE, nfilt=NUM_CHANNELS, nfft=512
-    )
-    energy_db = log_energy * (10.0 / np.log(10.0))  # logfbank returns natural-log energies
-    reference = np.percentile(energy_db, REFERENCE_PERCENTILE, axis=0, keepdims=True)
-    return np.maximum(0.0, 1.0 + (energy_db - reference) / GATE_DB).astype(np.float32)
-
-
-def frame_windows(
-    features: Float[np.ndarray, "steps channels"], num_frames: int, fps: float
-) -> Float[np.ndarray, "num_frames window channels"]:
-    """Cut a window of ``WINDOW_STEPS`` feature steps centred on each video frame.
-
-    Frame ``i`` is at ``i / fps`` seconds, i.e. feature step ``c = round(i * 50 / fps)``; its window
-    covers steps ``c - 8 .. c + 7``. Steps outside the sequence repeat the edge step.
-    """
-    centres = np.round(np.arange(num_frames) * FEATURE_RATE / fps).astype(np.int64)
-    offsets = np.arange(WINDOW_STEPS) - WINDOW_STEPS // 2
-    idx = np.clip(centres[:, None] + offsets[None, :], 0, len(features) - 1)
-    return features[idx]
+    signal = np.concatenate(chunks).astype(np.float32) / 32768.0
+    video_start = first_frame_time(path) if has_video else None  # also None for cover art in audio files
+    if audio_start is not None and video_start is not None:
+        shift = int(round((audio_start - video_start) * SAMPLE_RATE))
+        signal = np.concatenate([np.zeros(shift, np.float32), signal]) if shift > 0 else signal[-shift:]
+        if len(signal) == 0:
+            raise ProcessingError(f"the audio track of {path} ends before its video starts.")
+    return signal
 
 
 @dataclass
@@ -144,11 +106,6 @@ def fit_audio_to_video(
             f"({short:.2f} s short, at most {allowed:.2f} s can be padded); pass the matching audio with --audio FILE."
         )
     return AudioFit(np.pad(signal, (0, target - have)), short, 0.0)
-
-
-def audio_windows_for_frames(signal: Float[np.ndarray, "samples"], num_frames: int, fps: float) -> np.ndarray:
-    """Features for a whole clip: [num_frames, WINDOW_STEPS, NUM_CHANNELS] float32."""
-    return frame_windows(speech_features(signal), num_frames, fps).astype(np.float32)
 
 
 def write_wav(path: Path, signal: Float[np.ndarray, "samples"]) -> None:

@@ -4,27 +4,7 @@ import pytest
 from data_processing import audio
 from data_processing.errors import ProcessingError
 
-from .conftest import write_wav
-
-
-def test_frame_windows_are_centred_on_each_frame():
-    # Feature value == its step index, so a window shows which steps it took.
-    steps = np.arange(100, dtype=np.float32)[:, None].repeat(3, axis=1)
-    w = audio.frame_windows(steps, num_frames=40, fps=25.0)
-    assert w.shape == (40, 16, 3)
-    # Frame 10 at 25 fps is at 0.4 s = step 20: window covers steps 12..27.
-    np.testing.assert_array_equal(w[10, :, 0], np.arange(12, 28))
-    # Edges repeat the first/last step.
-    np.testing.assert_array_equal(w[0, :8, 0], np.zeros(8))
-    np.testing.assert_array_equal(w[0, 8:, 0], np.arange(0, 8))
-    assert w[39, -1, 0] == min(99, 78 + 7)
-
-
-def test_frame_windows_other_fps():
-    steps = np.arange(200, dtype=np.float32)[:, None]
-    w = audio.frame_windows(steps, num_frames=30, fps=30.0)
-    # Frame 15 at 30 fps = 0.5 s = step 25.
-    assert w[15, 8, 0] == 25
+from .conftest import ffmpeg, write_clapper_clip, write_wav
 
 
 def test_load_audio_resamples_to_16k_mono(tmp_path):
@@ -33,51 +13,6 @@ def test_load_audio_resamples_to_16k_mono(tmp_path):
     assert signal.ndim == 1
     assert abs(len(signal) - 24000) <= 64
     assert 0.2 < np.abs(signal).max() <= 1.0
-
-
-def test_speech_features_rate_and_channels(tmp_path):
-    signal = audio.load_audio(write_wav(tmp_path / "tone.wav", seconds=2.0))
-    feats = audio.speech_features(signal)
-    assert feats.shape[1] == audio.NUM_CHANNELS == 29
-    assert abs(feats.shape[0] - 100) <= 2  # 50 Hz
-
-
-def _voice_then_noisy_pause(seed: int = 0) -> np.ndarray:
-    """1 s of a breathy 120 Hz voice with 4 Hz syllables, then 1 s of room noise 45 dB below it (16 kHz)."""
-    rng = np.random.default_rng(seed)
-    sr = audio.SAMPLE_RATE
-    t = np.arange(sr) / sr
-    buzz = sum(np.sin(2 * np.pi * 120 * k * t) / k for k in range(1, 30))
-    buzz = buzz / np.sqrt(np.mean(buzz**2))
-    breath = rng.normal(0, 10 ** (-10 / 20), sr)  # energy up to 8 kHz, as fricatives give real speech
-    voice = 0.1 * (buzz + breath) * (0.6 + 0.4 * np.sin(2 * np.pi * 4 * t))
-    rms = np.sqrt(np.mean(voice**2))
-    pause = rng.normal(0, rms * 10 ** (-45 / 20), sr)
-    return np.concatenate([voice, pause]).astype(np.float32)
-
-
-def test_speech_features_are_referenced_to_the_voice_and_gated():
-    feats = audio.speech_features(_voice_then_noisy_pause())
-    voice, pause = feats[5:45], feats[55:95]  # steps well inside each second
-    assert feats.min() >= 0.0
-    # Each channel's loud level (95th percentile over the utterance) reads as 1.
-    np.testing.assert_allclose(np.percentile(feats, audio.REFERENCE_PERCENTILE, axis=0), 1.0, atol=1e-4)
-    assert voice.mean() > 0.6
-    # A room's noise floor 45 dB down reads exactly as silence, like digital silence.
-    assert np.all(pause == 0.0)
-    silent = np.concatenate([_voice_then_noisy_pause()[:16000], np.zeros(16000, np.float32)])
-    np.testing.assert_array_equal(audio.speech_features(silent)[55:95], 0.0)
-
-
-def test_speech_features_ignore_recording_level():
-    signal = _voice_then_noisy_pause()
-    np.testing.assert_allclose(audio.speech_features(0.05 * signal), audio.speech_features(signal), atol=1e-4)
-
-
-def test_audio_windows_for_frames_shape(tmp_path):
-    signal = audio.load_audio(write_wav(tmp_path / "tone.wav", seconds=2.0))
-    feats = audio.audio_windows_for_frames(signal, num_frames=50, fps=25)
-    assert feats.shape == (50, 16, 29) and feats.dtype == np.float32
 
 
 def test_fit_audio_pads_trims_and_refuses():
@@ -98,3 +33,63 @@ def test_load_audio_errors(tmp_path):
     bad.write_text("not audio")
     with pytest.raises(ProcessingError, match="cannot read audio"):
         audio.load_audio(bad)
+
+
+def _onset(signal: np.ndarray) -> float:
+    """Seconds to the first sample of the beep."""
+    loud = np.abs(signal) > 0.1
+    assert loud.any(), "no beep"
+    return int(np.argmax(loud)) / audio.SAMPLE_RATE
+
+
+def _flash_time(path) -> float:
+    """Seconds from the first video frame to the white frame, in the timeline the frames are processed in."""
+    from data_processing.video import iter_frames_at_rate, probe_video
+
+    brightness = np.array([f.mean() for _, f in iter_frames_at_rate(probe_video(path), 25.0)])
+    return int(np.argmax(brightness > 128)) / 25.0
+
+
+def test_load_audio_pads_audio_that_starts_after_the_video(tmp_path):
+    # The audio stream starts 0.44 s into the file; beep and flash are both at 1.44 s of the file.
+    clip = write_clapper_clip(tmp_path / "late_audio.mp4", flash_frame=36, audio_offset=0.44)
+    signal = audio.load_audio(clip)
+    assert _flash_time(clip) == pytest.approx(1.44)
+    assert _onset(signal) == pytest.approx(1.44, abs=0.02)  # from its first sample it would be 1.0
+    assert np.all(signal[: int(0.4 * audio.SAMPLE_RATE)] == 0.0)  # silence before the audio stream starts
+    assert len(signal) / audio.SAMPLE_RATE == pytest.approx(3.44, abs=0.05)
+
+
+def test_load_audio_drops_audio_before_the_first_video_frame(tmp_path):
+    # The video stream starts 0.4 s into the file; beep and flash are both at 1.0 s of the file, i.e. 0.6 s after
+    # the first frame.
+    clip = write_clapper_clip(tmp_path / "early_audio.mp4", flash_frame=15, video_offset=0.4)
+    signal = audio.load_audio(clip)
+    assert _flash_time(clip) == pytest.approx(0.6)
+    assert _onset(signal) == pytest.approx(0.6, abs=0.02)
+    assert len(signal) / audio.SAMPLE_RATE == pytest.approx(2.6, abs=0.05)
+
+
+def test_load_audio_of_a_video_in_sync_and_of_its_audio_alone(tmp_path):
+    clip = write_clapper_clip(tmp_path / "in_sync.mp4", flash_frame=25)
+    assert _onset(audio.load_audio(clip)) == pytest.approx(1.0, abs=0.02)
+    # The same audio as a pure audio file, even one with cover art (a picture "video" stream), starts at its first
+    # sample.
+    ffmpeg("-i", clip, "-map", "0:a", "-c:a", "pcm_s16le", tmp_path / "speech.wav")
+    ffmpeg("-i", clip, "-frames:v", "1", tmp_path / "cover.jpg")
+    # Its audio stream starts at 0.3 s; the picture must not be taken for a first video frame at 0 s.
+    ffmpeg("-itsoffset", 0.3, "-i", tmp_path / "speech.wav", "-i", tmp_path / "cover.jpg", "-map", "0", "-map", "1",
+           "-c:a", "aac", "-c:v", "copy", "-disposition:v", "attached_pic", tmp_path / "speech.m4a")  # fmt: skip
+    assert _onset(audio.load_audio(tmp_path / "speech.wav")) == pytest.approx(1.0, abs=0.001)
+    # (+23 ms: with a delayed start, FFmpeg's mp4 muxer leaves the AAC encoder's 1024 priming samples in.)
+    assert _onset(audio.load_audio(tmp_path / "speech.m4a")) == pytest.approx(1.0, abs=0.03)
+
+
+def test_load_audio_errors_for_a_video(tmp_path):
+    silent = tmp_path / "silent.mp4"
+    ffmpeg("-f", "lavfi", "-i", "color=c=black:s=64x48:r=25:d=1", "-c:v", "libx264", silent)
+    with pytest.raises(ProcessingError, match="has no audio track"):
+        audio.load_audio(silent)
+    after = write_clapper_clip(tmp_path / "audio_then_video.mp4", flash_frame=0, video_offset=3.5)
+    with pytest.raises(ProcessingError, match="ends before its video starts"):
+        audio.load_audio(after)

@@ -29,8 +29,8 @@ from pathlib import Path
 import numpy as np
 
 DATASET_FORMAT = "dtnerf-dataset"
-DATASET_VERSION = 2
-"""2: speaker-referenced, noise-gated audio features (``data_processing.audio.FEATURE_KIND``)."""
+DATASET_VERSION = 3
+"""3: audio aligned to the first video frame, upright frames, audio feature kinds (``data_processing.audio_features``)."""
 
 MASK_KINDS = ("face", "mouth", "eyes", "person", "torso")
 

@@ -21,6 +21,7 @@ from typing import Dict, List, Optional
 import numpy as np
 
 from data_processing import dataset_layout as layout
+from data_processing.audio_features import DEFAULT_KIND
 from data_processing.errors import ProcessingError
 from data_processing.io_utils import read_image, read_mask, save_npy, write_image, write_json, write_mask
 
@@ -41,6 +42,8 @@ class ProcessingOptions:
     val_fraction: float = 1.0 / 8.0
     max_frames: Optional[int] = None
     focal: Optional[float] = None
+    audio_feature_kind: str = DEFAULT_KIND
+    """One of ``audio_features.FEATURE_KINDS`` (ignored when the user brings a features file)."""
 
 
 def _file_id(path: Optional[Path]) -> Optional[dict]:
@@ -50,8 +53,10 @@ def _file_id(path: Optional[Path]) -> Optional[dict]:
     return {"path": str(path.resolve()), "size": st.st_size, "mtime": int(st.st_mtime)}
 
 
-def _fingerprint(video: Path, audio: Optional[Path], options: ProcessingOptions) -> str:
+def _fingerprint(video: Path, audio: Optional[Path], options: ProcessingOptions, features: Optional[Path] = None) -> str:
     data = {"video": _file_id(video), "audio": _file_id(audio), "options": asdict(options), "version": layout.DATASET_VERSION}
+    if features is not None:
+        data["audio_features"] = _file_id(features)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -87,11 +92,14 @@ class Pipeline:
         options: ProcessingOptions = ProcessingOptions(),
         overwrite: bool = False,
         console=None,
+        audio_features: Optional[Path] = None,
     ):
         from rich.console import Console
 
         self.video = Path(video)
         self.audio_path = Path(audio) if audio is not None else None
+        self.features_path = Path(audio_features) if audio_features is not None else None
+        """Audio features the user computed (DeepSpeech, wav2vec, HuBERT), used instead of ours."""
         self.output_dir = Path(output_dir)
         self.options = options
         self.overwrite = overwrite
@@ -132,6 +140,15 @@ class Pipeline:
         # Decoded once: checked here, turned into features by the audio stage of this run.
         self._audio_signal = load_audio(self.audio_path or self.video)
         fit_audio_to_video(self._audio_signal, n / self.options.fps)
+        if self.features_path is not None:
+            from data_processing.audio_features import load_feature_file
+
+            # Refuse a wrong shape before any work.
+            load_feature_file(self.features_path, n, self.options.fps, info.num_output_frames(self.options.fps))
+        else:
+            from data_processing.audio_features import check_kind
+
+            check_kind(self.options.audio_feature_kind)
         if self.output_dir.exists():
             if self.output_dir.is_file():
                 raise ProcessingError(f"--output-dir {self.output_dir} is a file; choose a directory.")
@@ -139,7 +156,7 @@ class Pipeline:
             if contents and not self.overwrite:
                 if layout.is_dataset(self.output_dir):
                     old = json.loads((self.output_dir / layout.REPORT).read_text(encoding="utf-8"))
-                    if old.get("fingerprint") == _fingerprint(self.video, self.audio_path, self.options):
+                    if old.get("fingerprint") == _fingerprint(self.video, self.audio_path, self.options, self.features_path):
                         return info, True
                     raise ProcessingError(
                         f"{self.output_dir} already holds a different dataset (from {old.get('source', {}).get('video', '?')}); "
@@ -158,7 +175,7 @@ class Pipeline:
             self.console.print(f"[green]Already processed:[/green] {self.output_dir} (same video and options).")
             return json.loads((self.output_dir / layout.REPORT).read_text(encoding="utf-8"))
         self.info = info
-        fingerprint = _fingerprint(self.video, self.audio_path, self.options)
+        fingerprint = _fingerprint(self.video, self.audio_path, self.options, self.features_path)
         state_file = self.stage_dir / "stages.json"
         if state_file.is_file():
             try:
@@ -266,6 +283,7 @@ class Pipeline:
 
     def _stage_audio(self) -> dict:
         from data_processing import audio as audio_mod
+        from data_processing import audio_features
 
         n, fps = self.num_frames, self.options.fps
         source = self.audio_path or self.video
@@ -274,7 +292,13 @@ class Pipeline:
         fit = audio_mod.fit_audio_to_video(signal, n / fps)
         if fit.padded_seconds > 0:
             self.console.print(f"[yellow]note:[/yellow] the audio is {fit.padded_seconds:.2f} s shorter than the video; padded with silence.")
-        feats = audio_mod.audio_windows_for_frames(fit.signal, n, fps)
+        if self.features_path is not None:
+            feats = audio_features.load_feature_file(self.features_path, n, fps, self.info.num_output_frames(fps))
+            kind = audio_features.feature_kind_of_file(self.features_path)
+        else:
+            kind = self.options.audio_feature_kind
+            with self.console.status(f"Computing audio features ({kind})..."):
+                feats = audio_features.audio_windows_for_frames(fit.signal, n, fps, kind)
         if feats.shape[0] != n:
             raise ProcessingError(f"audio features have {feats.shape[0]} frames but the video has {n}.")
         audio_mod.write_wav(self.stage_dir / layout.AUDIO_WAV, fit.signal)
@@ -285,6 +309,7 @@ class Pipeline:
             "padded_seconds": fit.padded_seconds,
             "trimmed_seconds": fit.trimmed_seconds,
             "feature_shape": list(feats.shape),
+            "feature_kind": kind,
         }
 
     def _focal(self) -> float:
@@ -361,6 +386,15 @@ class Pipeline:
         tmp.replace(self.stage_dir / layout.EXPRESSION_BASIS)
         return {"blink_frames": int((blink > 0.5).sum()), "expression_shape": list(coeffs.shape)}
 
+    def _frame_levels_db(self, num_frames: int) -> np.ndarray:
+        """Speech level per frame (RMS in dB of the dataset's audio), for the contact sheet."""
+        import wave
+
+        with wave.open(str(self.stage_dir / layout.AUDIO_WAV)) as w:
+            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
+        chunks = np.array_split(pcm, num_frames)
+        return np.array([20 * np.log10(np.sqrt(np.mean(c**2)) + 1e-5) if len(c) else -100.0 for c in chunks])
+
     def _split(self) -> tuple:
         n = self.num_frames
         n_val = max(1, int(round(n * self.options.val_fraction)))
@@ -377,7 +411,6 @@ class Pipeline:
         focal = self._result("poses")["focal"]
         canonical = np.load(root / layout.CANONICAL_FACE)
         from data_processing.face_regions import LIPS_OUTER
-        from data_processing.audio import FEATURE_KIND
 
         lips = canonical[LIPS_OUTER]
         width = float(np.ptp(lips[:, 0]))
@@ -416,8 +449,8 @@ class Pipeline:
                 "test_frames": [len(train), n],
                 "mouth_aabb": [mouth_min.tolist(), mouth_max.tolist()],
                 "audio_features": layout.AUDIO_FEATURES,
-                "audio_window": [16, 29],
-                "audio_feature_kind": FEATURE_KIND,
+                "audio_window": self._result("audio")["feature_shape"][1:],
+                "audio_feature_kind": self._result("audio")["feature_kind"],
                 "blink": layout.BLINK,
                 "expression": layout.EXPRESSION,
                 "background": layout.BACKGROUND,
@@ -431,7 +464,6 @@ class Pipeline:
         landmarks = np.load(root / layout.LANDMARKS)
         blink = np.load(root / layout.BLINK)
         expression = np.load(root / layout.EXPRESSION)
-        feats = np.load(root / layout.AUDIO_FEATURES)
         yaw = np.degrees(np.arctan2(c2w[:, 0, 3], c2w[:, 2, 3]))
         person_masks = lambda i: read_mask(layout.mask_path(root, "person", i))
         picks = sorted({0, n // 3, (2 * n) // 3, val[len(val) // 2]})
@@ -442,7 +474,7 @@ class Pipeline:
             lambda i: frame_masks(landmarks[i], person_masks(i), read_image(layout.image_path(root, i))),
             lambda i: read_image(layout.semantics_path(root, i), grayscale=True),
             [
-                ("audio energy", feats[:, 8, :].mean(1), (0, 120, 0)),
+                ("speech level (dB)", self._frame_levels_db(n), (0, 120, 0)),
                 ("blink", blink, (0, 0, 220)),
                 ("camera yaw (deg)", yaw, (200, 0, 0)),
                 ("expression #1", expression[:, 0], (150, 0, 150)),

@@ -19,6 +19,8 @@ from typing import Optional
 import tyro
 from typing_extensions import Annotated
 
+from data_processing.audio_features import DEFAULT_KIND, FeatureKindName
+
 from data_processing.errors import ProcessingError
 
 
@@ -38,6 +40,13 @@ class ProcessVideo:
     """Directory to write the dataset to."""
     audio: Optional[Path] = None
     """Speech audio to use instead of the video's own track (wav, mp3, m4a or a video file)."""
+    audio_feature_kind: FeatureKindName = DEFAULT_KIND
+    """Audio features to compute: soft viseme evidence from pocketsphinx's packaged phone decoder beside running
+    log-mel channels (default), either alone, or the old whole-utterance log-mel (see data_processing/audio_features.py)."""
+    audio_features: Optional[Path] = None
+    """Your own audio features (.npy) instead of ours: DeepSpeech [N, 16, 29], wav2vec/HuBERT [N, 16, 1024], or
+    [T, C] at 50 Hz, N = the dataset's frame count. dtnerf-render then needs the same encoder's features of the new
+    audio (--audio-features)."""
     fps: float = 25.0
     """Frame rate of the dataset; other rates are resampled by timestamps."""
     size: int = 512
@@ -66,6 +75,7 @@ class ProcessVideo:
             pose_smoothing=self.pose_smoothing,
             min_face_rate=self.min_face_rate,
             max_frames=self.max_frames,
+            audio_feature_kind=self.audio_feature_kind,
         )
         for name, ok, hint in (
             ("--fps", self.fps > 0, "a positive number such as 25"),
@@ -77,7 +87,9 @@ class ProcessVideo:
             if not ok:
                 raise ProcessingError(f"{name} must be {hint}.")
         start = time.perf_counter()
-        report = Pipeline(self.video, self.output_dir, self.audio, options, self.overwrite, console).run()
+        report = Pipeline(
+            self.video, self.output_dir, self.audio, options, self.overwrite, console, audio_features=self.audio_features
+        ).run()
         seconds = time.perf_counter() - start
         console.print(
             f"[bold green]Dataset ready:[/bold green] {self.output_dir}  ({report['frames']} frames, "

@@ -173,8 +173,13 @@ class RenderTalkingVideo:
     """Driving speech: wav, mp3, m4a, or a video file's audio track (any sample rate, any channels)."""
     output: Annotated[Path, tyro.conf.arg(aliases=["-o"])] = Path("talking.mp4")
     """The mp4 to write (H.264 + AAC)."""
+    audio_features: Optional[Path] = None
+    """The driving audio's features from your own encoder (.npy), for a model whose dataset was made with
+    dtnerf-process --audio-features: [N, 16, C] windows (one per output frame) or [T, C] at 50 Hz, covering the
+    --start/--duration span of --audio."""
     start: float = 0.0
-    """Seconds to skip at the start of the audio."""
+    """Seconds to skip at the start of the audio. The features of the span are those it has inside the whole file
+    (computed with the audio before it as context)."""
     duration: Optional[float] = None
     """Seconds of audio to render (default: all of it)."""
     pose_frame: Optional[int] = None
@@ -195,19 +200,43 @@ class RenderTalkingVideo:
     the frame is its backdrop (about 2x faster). --poses and --pose-frame always render every ray."""
 
     # ------------------------------------------------------------ inputs
-    def _read_audio(self) -> np.ndarray:
-        """The driving audio (16 kHz mono), cut to --start/--duration; refuses silence."""
+    def _read_audio(self) -> Tuple[np.ndarray, np.ndarray]:
+        """The whole driving audio (16 kHz mono) and its --start/--duration span; refuses silence."""
         from data_processing.audio import SAMPLE_RATE, load_audio  # noqa: PLC0415
 
-        signal = load_audio(self.audio)
+        whole = load_audio(self.audio)
         begin = int(round(self.start * SAMPLE_RATE))
-        end = len(signal) if self.duration is None else begin + int(round(self.duration * SAMPLE_RATE))
-        signal = signal[begin:end]
+        end = len(whole) if self.duration is None else begin + int(round(self.duration * SAMPLE_RATE))
+        signal = whole[begin:end]
         if len(signal) == 0:
             raise RenderError(f"{self.audio}: no audio left after --start {self.start} s.")
         if float(np.sqrt(np.mean(signal.astype(np.float64) ** 2))) < MIN_RMS:
             raise RenderError(f"{self.audio}: the audio is silent; pass a file with speech in it.")
-        return signal
+        return whole, signal
+
+    def _driving_windows(self, whole: np.ndarray, trained_kind: str, num_frames: int, fps: float) -> np.ndarray:
+        """The span's feature windows, of the kind the model was trained on."""
+        from data_processing import audio_features  # noqa: PLC0415
+
+        if audio_features.is_external(trained_kind) or self.audio_features is not None:
+            if self.audio_features is None:
+                raise RenderError(
+                    f"the model was trained on your own audio features ({trained_kind}); pass the same encoder's "
+                    f"features of {self.audio} with --audio-features FILE.npy."
+                )
+            if not audio_features.is_external(trained_kind):
+                raise RenderError(
+                    f"the model was trained on '{trained_kind}' features computed by dtnerf-process, not on features "
+                    f"from a file; drop --audio-features."
+                )
+            return audio_features.load_feature_file(self.audio_features, num_frames, fps)
+        if trained_kind not in audio_features.FEATURE_KINDS:
+            # Features of another definition would drive the mouth with numbers it never learnt.
+            raise RenderError(
+                f"the model was trained on '{trained_kind}' audio features, which this version does not compute "
+                f"(it computes {', '.join(audio_features.FEATURE_KINDS)}); re-run dtnerf-process on the video, then ns-train."
+            )
+        return audio_features.windows_for_span(whole, self.start, num_frames, fps, trained_kind)
 
     @staticmethod
     def _frames_for(signal: np.ndarray, fps: float) -> Tuple[np.ndarray, int]:
@@ -243,12 +272,12 @@ class RenderTalkingVideo:
         import torch  # noqa: PLC0415
         from rich.console import Console  # noqa: PLC0415
 
-        from data_processing.audio import FEATURE_KIND, SAMPLE_RATE, audio_windows_for_frames  # noqa: PLC0415
+        from data_processing.audio import SAMPLE_RATE  # noqa: PLC0415
         from dtnerf_ns.core.compositing import Backdrops  # noqa: PLC0415
         from dtnerf_ns.scripts.trained_model import load_trained_model  # noqa: PLC0415
 
         console = Console(stderr=True)
-        signal = self._read_audio()  # before the (slow) model load: bad audio fails fast
+        whole, signal = self._read_audio()  # before the (slow) model load: bad audio fails fast
         with console.status("Loading the model"):
             trained = load_trained_model(self.load_config)
         model, data_dir = trained.model, trained.data_dir
@@ -258,16 +287,16 @@ class RenderTalkingVideo:
                 f"--pipeline.model.driver audio to render speech, or evaluate this one on its test frames with dtnerf-eval."
             )
         outputs = trained.pipeline.datamanager.train_dataparser_outputs
-        trained_kind = outputs.metadata.get("audio_feature_kind", FEATURE_KIND)
-        if trained_kind != FEATURE_KIND:
-            # Features of another definition would drive the mouth with numbers it never learnt.
-            raise RenderError(
-                f"the model was trained on '{trained_kind}' audio features but this version computes '{FEATURE_KIND}'; "
-                f"re-run dtnerf-process on the video, then ns-train."
-            )
         fps = float(outputs.metadata["fps"])
         signal, num_frames = self._frames_for(signal, fps)
-        windows = audio_windows_for_frames(signal, num_frames, fps)
+        with console.status("Computing audio features"):
+            windows = self._driving_windows(whole, str(outputs.metadata["audio_feature_kind"]), num_frames, fps)
+        trained_shape = tuple(outputs.metadata["audio_features"].shape[1:])
+        if windows.shape[1:] != trained_shape:
+            raise RenderError(
+                f"--audio-features {self.audio_features}: windows of {list(windows.shape[1:])} per frame, but the model "
+                f"was trained on {list(trained_shape)}; use the encoder that made the training features."
+            )
         if self.smooth:
             windows = smooth_windows(windows)
 

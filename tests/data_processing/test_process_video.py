@@ -43,7 +43,8 @@ def test_hdtf_sample_dataset(hdtf_dataset: Path):
     assert report["frames"] == 200 and report["fps"] == 25
     assert report["split"] == {"train": 175, "test": 25}
     assert report["face_detection_rate"] == 1.0
-    assert report["audio"]["feature_shape"] == [200, 16, 29]
+    assert report["audio"]["feature_shape"] == [200, 16, 41]
+    assert report["audio"]["feature_kind"] == "visemes12+logmel29"
     assert set(report["timings_seconds"]) >= {"crop", "track", "audio", "poses", "masks", "signals"}
     assert report["pose"]["jitter_after"]["rotation_deg"] < report["pose"]["jitter_before"]["rotation_deg"]
     assert report["pose"]["reprojection_px"] < 8.0
@@ -66,7 +67,7 @@ def test_hdtf_sample_dataset(hdtf_dataset: Path):
     mouth = np.array(transforms["dtnerf"]["mouth_aabb"])
     assert (mouth[0] < mouth[1]).all() and mouth[1, 1] < 0  # below the eyes/centre
 
-    assert np.load(root / layout.AUDIO_FEATURES).shape == (200, 16, 29)
+    assert np.load(root / layout.AUDIO_FEATURES).shape == (200, 16, 41)
     assert np.load(root / layout.LANDMARKS).shape == (200, 478, 3)
     blink = np.load(root / layout.BLINK)
     assert blink.shape == (200,) and 0 <= blink.min() and blink.max() <= 1 and (blink > 0.5).any()
@@ -104,7 +105,7 @@ def test_30fps_clip_with_short_audio(tmp_path):
     assert report["size"] == 512 and read_image(layout.image_path(out, 0)).shape == (512, 512, 3)
     assert 0 < report["audio"]["padded_seconds"] < 0.1
     assert "shorter than the video; padded with silence" in result.stderr
-    assert np.load(out / layout.AUDIO_FEATURES).shape == (165, 16, 29)
+    assert np.load(out / layout.AUDIO_FEATURES).shape == (165, 16, 41)
     assert report["face_detection_rate"] == 1.0
 
 
@@ -122,7 +123,24 @@ def test_bad_inputs_one_line_and_nothing_left(tmp_path):
     short = write_wav(tmp_path / "short.wav", 1.0)
     line = error_line(run_cli(need(HDTF), "-o", out, "--audio", short))
     assert "the audio is 1.00 s but the video is 8.00 s" in line
+    features = tmp_path / "deepspeech.npy"
+    np.save(features, np.zeros((150, 16, 29), np.float32))
+    line = error_line(run_cli(need(HDTF), "-o", out, "--audio-features", features))
+    assert "windows of shape [150, 16, 29] do not fit 200 frames" in line
     assert no_output_left(out)
+
+
+def test_users_own_audio_features(tmp_path):
+    out = tmp_path / "hubert"
+    hubert = np.random.default_rng(0).normal(size=(400, 32)).astype(np.float32)  # [T, C] at 50 Hz, 8 s
+    np.save(tmp_path / "hubert.npy", hubert)
+    result = run_cli(need(HDTF), "-o", out, "--size", "64", "--max-frames", "40", "--audio-features", tmp_path / "hubert.npy")
+    assert result.returncode == 0, result.stderr
+    feats = np.load(out / layout.AUDIO_FEATURES)
+    assert feats.shape == (40, 16, 32)
+    np.testing.assert_array_equal(feats[10, 8], hubert[20])  # frame 10 at 25 fps = step 20
+    info = json.loads((out / layout.TRANSFORMS).read_text())["dtnerf"]
+    assert info["audio_feature_kind"] == "external:hubert.npy" and info["audio_window"] == [16, 32]
 
 
 def test_too_few_faces_refused_with_the_count(tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import wave
@@ -21,6 +22,7 @@ from dtnerf_ns.scripts.render_talking_video import (
     read_pose_file,
     smooth_windows,
 )
+from data_processing.errors import ProcessingError
 from dtnerf_ns.scripts.trained_model import TrainedModelError
 
 SPEECH = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "speech_en_60s.wav"
@@ -166,15 +168,43 @@ def test_bad_inputs_raise_one_clear_error(tiny_trained_config: Path, tmp_path: P
 
 
 def test_refuses_a_model_trained_on_other_audio_features(tiny_trained_config: Path, tmp_path: Path, monkeypatch):
-    import data_processing.audio as audio_mod
+    import data_processing.audio_features as audio_features
 
-    trained_kind = audio_mod.FEATURE_KIND
-    monkeypatch.setattr(audio_mod, "FEATURE_KIND", "some-later-features")
+    trained_kind = audio_features.DEFAULT_KIND
+    monkeypatch.setattr(audio_features, "FEATURE_KINDS", {"some-later-features": None})
     out = tmp_path / "talk.mp4"
-    with pytest.raises(RenderError, match=f"trained on '{trained_kind}' audio features but this version computes "
-                       "'some-later-features'; re-run dtnerf-process"):
+    with pytest.raises(RenderError, match=re.escape(f"trained on '{trained_kind}' audio features, which this version does "
+                       "not compute (it computes some-later-features); re-run dtnerf-process")):
         RenderTalkingVideo(load_config=tiny_trained_config, audio=write_audio(tmp_path / "a.wav", 1.0), output=out).main()
     assert not out.exists()
+
+
+def test_users_own_features_drive_a_model_trained_on_them(tiny_trained_config: Path, tmp_path: Path, monkeypatch):
+    from dtnerf_ns.scripts import trained_model
+
+    audio, out = write_audio(tmp_path / "a.wav", 1.0), tmp_path / "talk.mp4"
+    np.save(tmp_path / "ds.npy", np.zeros((25, 16, 41), np.float32))
+    with pytest.raises(RenderError, match="not on features from a file; drop --audio-features"):
+        RenderTalkingVideo(load_config=tiny_trained_config, audio=audio, output=out, audio_features=tmp_path / "ds.npy").main()
+    load = trained_model.load_trained_model
+
+    def as_if_trained_on_a_file(config):
+        trained = load(config)
+        trained.pipeline.datamanager.train_dataparser_outputs.metadata["audio_feature_kind"] = "external:ds.npy"
+        return trained
+
+    monkeypatch.setattr(trained_model, "load_trained_model", as_if_trained_on_a_file)
+    with pytest.raises(RenderError, match="pass the same encoder's features of .*a.wav with --audio-features"):
+        RenderTalkingVideo(load_config=tiny_trained_config, audio=audio, output=out).main()
+    np.save(tmp_path / "wide.npy", np.zeros((25, 16, 1024), np.float32))
+    with pytest.raises(RenderError, match=r"windows of \[16, 1024\] per frame, but the model was trained on \[16, 41\]"):
+        RenderTalkingVideo(load_config=tiny_trained_config, audio=audio, output=out, audio_features=tmp_path / "wide.npy").main()
+    with pytest.raises(ProcessingError, match=r"do not fit 25 frames"):
+        np.save(tmp_path / "short.npy", np.zeros((20, 16, 41), np.float32))
+        RenderTalkingVideo(load_config=tiny_trained_config, audio=audio, output=out, audio_features=tmp_path / "short.npy").main()
+    assert not out.exists()
+    RenderTalkingVideo(load_config=tiny_trained_config, audio=audio, output=out, audio_features=tmp_path / "ds.npy").main()
+    assert probe(out)["frames"] == 25
 
 
 def test_cli_refuses_a_config_that_is_not_dtnerf(tmp_path: Path):

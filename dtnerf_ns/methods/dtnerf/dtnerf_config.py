@@ -31,6 +31,10 @@ def _optimizers(lr: float, max_steps: int) -> dict:
     }
 
 
+PIXEL_MAPS = ("headless", "face", "mouth", "eyes")
+"""The head-less backdrop, the face and mouth masks of the coarse loss, and the eyes mask of the eye-gate loss."""
+
+
 # ---------------------------------------------------------------- GPU, paper-like
 _STEPS = 60_000  # ER-NeRF: ~100k rays-iterations for the head; the paper reports 2.5 h
 dtnerf_config = TrainerConfig(
@@ -44,6 +48,7 @@ dtnerf_config = TrainerConfig(
     pipeline=TalkingHeadPipelineConfig(
         datamanager=TalkingHeadDataManagerConfig(
             dataparser=TalkingHeadDataParserConfig(),
+            pixel_maps=PIXEL_MAPS,
             train_num_rays_per_batch=4096,
             eval_num_rays_per_batch=4096,
             fine_stage_fraction=FINE_STAGE_FRACTION,
@@ -74,6 +79,7 @@ dtnerf_small_config = TrainerConfig(
     pipeline=TalkingHeadPipelineConfig(
         datamanager=TalkingHeadDataManagerConfig(
             dataparser=TalkingHeadDataParserConfig(downscale_factor=4.0),  # 512 -> 128 px
+            pixel_maps=PIXEL_MAPS,
             train_num_rays_per_batch=512,
             eval_num_rays_per_batch=512,
             fine_stage_fraction=FINE_STAGE_FRACTION,

@@ -3,7 +3,8 @@
 Per-ray conditioning is read from ``ray_samples.metadata`` (the model computes it once per ray):
 
 * ``"audio"``: audio code, [..., S or 1, audio_dim] (needed by get_density: density depends on audio);
-* ``"blink"``: eye-blink scalar, [..., S or 1, 1] (needed by get_outputs when ``use_blink``).
+* ``"blink"``: eye-blink scalar, [..., S or 1, 1] (needed by get_outputs when ``use_blink``, and by get_density when
+  ``use_eye_gate``).
 
 (nerfstudio's ``RayBundle.get_ray_samples`` turns per-ray metadata [R, C] into [R, 1, C] and broadcasts it to
 [R, S, C]; per-ray [R, C] given directly on samples of shape [R, S] is accepted too.)
@@ -30,6 +31,10 @@ DENSITY_FACE = "density_face"
 DENSITY_MOUTH = "density_mouth"
 RGB_FACE = "rgb_face"
 RGB_MOUTH = "rgb_mouth"
+AUDIO_GATE = "audio_gate"
+"""Face field's mean audio gate per sample (0..1; 0 with the gate off)."""
+EYE_GATE = "eye_gate"
+"""Face field's eye (blink) gate per sample (0..1; 0 with the gate off)."""
 
 
 def _per_sample(value: Tensor, batch_shape: torch.Size, name: str) -> Tensor:
@@ -54,7 +59,8 @@ class DTNeRFField(Field):
     ``sigma = sigma_face + sigma_mouth``, ``c = (sigma_face c_face + sigma_mouth c_mouth) / sigma``.
 
     ``get_density`` returns the fused density and an embedding that packs
-    ``[density_face (1), density_mouth (1), face embedding, mouth embedding]`` for ``get_outputs``.
+    ``[density_face (1), density_mouth (1), audio gate (1), eye gate (1), face embedding, mouth embedding]`` for
+    ``get_outputs``. The gates are the face field's (the mouth box is all speaking region: its audio is not gated).
 
     Args:
         aabb: scene box [2, 3] (min, max) in world coordinates.
@@ -79,6 +85,8 @@ class DTNeRFField(Field):
         transformer_pe_frequencies: frequencies of the key positional encoding.
         sh_levels: spherical-harmonics levels of the view-direction encoding.
         use_blink: condition the face colour on ``metadata["blink"]`` (the mouth never uses it).
+        use_audio_gate: gate the face field's audio conditioning per position (ER-NeRF).
+        use_eye_gate: feed the blink, gated per position, to the face field's density (ER-NeRF).
         transformer_recompute: recompute the transformer in backward instead of keeping its activations (~0.4 GB
             at 4096 rays x 48 samples, a third of a step's; costs ~5% of a step): "cpu" when training on the CPU,
             where host memory is the limit, "always", or "never".
@@ -112,6 +120,8 @@ class DTNeRFField(Field):
         transformer_pe_frequencies: int = 4,
         sh_levels: int = 4,
         use_blink: bool = True,
+        use_audio_gate: bool = True,
+        use_eye_gate: bool = True,
         transformer_recompute: Literal["cpu", "always", "never"] = "cpu",
         implementation: Literal["tcnn", "torch"] = "tcnn",
     ) -> None:
@@ -123,6 +133,7 @@ class DTNeRFField(Field):
         self.register_buffer("mouth_aabb", mouth_aabb)
         self.audio_dim = audio_dim
         self.use_blink = use_blink
+        self.use_eye_gate = use_eye_gate
 
         self.direction_encoding = SHEncoding(levels=sh_levels, implementation=implementation)
         common = dict(
@@ -148,6 +159,8 @@ class DTNeRFField(Field):
             base_res=face_base_res,
             max_res=face_max_res,
             use_blink=use_blink,
+            use_audio_gate=use_audio_gate,
+            use_eye_gate=use_eye_gate,
             **common,  # type: ignore[arg-type]
         )
         self.mouth = DTNeRFSubField(
@@ -155,6 +168,8 @@ class DTNeRFField(Field):
             base_res=mouth_base_res,
             max_res=mouth_max_res,
             use_blink=False,
+            use_audio_gate=False,
+            use_eye_gate=False,
             **common,  # type: ignore[arg-type]
         )
 
@@ -193,7 +208,14 @@ class DTNeRFField(Field):
         # Face: scene box -> [-1, 1] (nerfacto's normalisation); zero density outside the box, like nerfacto.
         x_face = SceneBox.get_normalized_positions(pos, self.aabb) * 2.0 - 1.0
         in_scene = ((x_face > -1.0) & (x_face < 1.0)).all(dim=-1, keepdim=True)
-        density_face, emb_face = self.face.density(x_face, audio)
+        blink = None
+        if self.use_eye_gate:
+            metadata = ray_samples.metadata or {}
+            if "blink" in metadata:
+                blink = _per_sample(metadata["blink"], batch_shape, "blink").reshape(-1, 1)
+            else:  # density-only queries (occupancy grid): eyes open
+                blink = pos.new_zeros(n, 1)
+        density_face, emb_face, gates = self.face.density(x_face, audio, blink)
         density_face = torch.where(in_scene, density_face, torch.zeros_like(density_face))
 
         # Mouth: evaluated only on samples inside its box (few of them), scattered back; exactly 0 elsewhere. On CUDA
@@ -204,12 +226,12 @@ class DTNeRFField(Field):
         idx = torch.nonzero(self.in_mouth_box(pos), as_tuple=False).squeeze(-1)
         if idx.numel() > 0:
             x_mouth = SceneBox.get_normalized_positions(pos[idx], self.mouth_aabb) * 2.0 - 1.0
-            d_m, e_m = self.mouth.density(x_mouth, audio[idx])
+            d_m, e_m, _ = self.mouth.density(x_mouth, audio[idx])
             density_mouth = density_mouth.index_copy(0, idx, d_m)
             emb_mouth = emb_mouth.index_copy(0, idx, e_m)
 
         density = density_face + density_mouth
-        embedding = torch.cat([density_face, density_mouth, emb_face, emb_mouth], dim=-1)
+        embedding = torch.cat([density_face, density_mouth, gates, emb_face, emb_mouth], dim=-1)
         return density.view(*batch_shape, 1), embedding.view(*batch_shape, -1)
 
     def get_outputs(
@@ -222,8 +244,8 @@ class DTNeRFField(Field):
         assert density_embedding is not None, "get_outputs needs the embedding returned by get_density"
         batch_shape = ray_samples.frustums.directions.shape[:-1]
         emb = density_embedding.reshape(-1, density_embedding.shape[-1])
-        density_face, density_mouth, emb_face, emb_mouth = torch.split(
-            emb, [1, 1, self.face.embedding_dim, self.mouth.embedding_dim], dim=-1
+        density_face, density_mouth, gates, emb_face, emb_mouth = torch.split(
+            emb, [1, 1, 2, self.face.embedding_dim, self.mouth.embedding_dim], dim=-1
         )
         d_enc = self._direction_encoding(ray_samples.frustums.directions.reshape(-1, 3))
 
@@ -247,6 +269,8 @@ class DTNeRFField(Field):
             DENSITY_MOUTH: density_mouth.view(*batch_shape, 1),
             RGB_FACE: rgb_face.view(*batch_shape, 3),
             RGB_MOUTH: rgb_mouth.view(*batch_shape, 3),
+            AUDIO_GATE: gates[:, :1].reshape(*batch_shape, 1),
+            EYE_GATE: gates[:, 1:].reshape(*batch_shape, 1),
         }
 
     def density_fn(

@@ -3,6 +3,8 @@
 * Coarse stage (ray batches): mean squared error over face-mask rays + ``mouth_loss_mult`` x mean over mouth-mask
   rays + ``image_loss_mult`` x mean over all rays. The last term is ours, not the paper's: without it nothing teaches
   the head to be transparent outside the face, so the composite over the head-less image would not converge.
+* Gate regularisers (both stages, ER-NeRF's): the rendered audio gate on rays outside the face mask and the rendered
+  eye gate on rays outside the eyes mask, so that only the speaking and blinking regions follow those signals.
 * Fine stage (patch batches, ``batch["patch_size"]``): MSE + ``lpips_loss_mult`` x LPIPS per patch. LPIPS needs
   pretrained AlexNet weights; when they cannot be loaded (offline) one warning is logged and the fine stage uses MSE
   only (LPIPS is never computed with random weights).
@@ -20,7 +22,9 @@ from jaxtyping import Float
 from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor
 
-from dtnerf_ns.core.data.talking_head_dataset import FACE_MASK, MOUTH_MASK
+from dtnerf_ns.core.data.talking_head_dataset import FACE_MASK, MOUTH_MASK, mask_key
+
+EYES_MASK = mask_key("eyes")
 
 
 def masked_mse(error: Float[Tensor, "rays"], mask: Tensor) -> Float[Tensor, ""]:
@@ -77,6 +81,19 @@ def coarse_losses(
         "mouth_loss": mouth_mult * masked_mse(error, batch[MOUTH_MASK].to(error.device)),
         "image_loss": image_mult * error.mean(),
     }
+
+
+def gate_losses(
+    outputs: Dict[str, Tensor], batch: Dict[str, Any], audio_mult: float, eye_mult: float
+) -> Dict[str, Tensor]:
+    """Mean rendered gate over the rays outside the region allowed to follow each signal (absent masks: no loss)."""
+    losses = {}
+    for name, mask_name, mult in (("audio_gate", FACE_MASK, audio_mult), ("eye_gate", EYES_MASK, eye_mult)):
+        if mult > 0 and name in outputs and mask_name in batch:
+            gate = outputs[name].reshape(-1)
+            outside = (batch[mask_name].to(gate.device).reshape(-1) <= 0.5).to(gate.dtype)
+            losses[f"{name}_loss"] = mult * (gate * outside).mean()
+    return losses
 
 
 def fine_losses(

@@ -29,8 +29,16 @@ from torch.nn import Parameter
 
 from dtnerf_ns.core.talking_head_model import TalkingHeadModel
 from dtnerf_ns.methods.dtnerf.audio_occupancy_grid import SamplerKind, resolve_sampler, update_audio_occupancy_grid
-from dtnerf_ns.methods.dtnerf.dtnerf_field import DENSITY_FACE, DENSITY_MOUTH, RGB_FACE, RGB_MOUTH, DTNeRFField
-from dtnerf_ns.methods.dtnerf.dtnerf_losses import LazyLPIPS, coarse_losses, fine_losses
+from dtnerf_ns.methods.dtnerf.dtnerf_field import (
+    AUDIO_GATE,
+    DENSITY_FACE,
+    DENSITY_MOUTH,
+    EYE_GATE,
+    RGB_FACE,
+    RGB_MOUTH,
+    DTNeRFField,
+)
+from dtnerf_ns.methods.dtnerf.dtnerf_losses import LazyLPIPS, coarse_losses, fine_losses, gate_losses
 from dtnerf_ns.methods.dtnerf.dtnerf_model_config import DTNeRFModelConfig
 from dtnerf_ns.methods.dtnerf.dtnerf_sampling import build_samplers, render_packed, scatter_rays
 
@@ -72,6 +80,8 @@ class DTNeRFModel(TalkingHeadModel):
             num_heads=c.num_heads,
             transformer_pe_frequencies=c.transformer_pe_frequencies,
             use_blink=c.use_blink,
+            use_audio_gate=c.use_audio_gate,
+            use_eye_gate=c.use_eye_gate,
             transformer_recompute=c.transformer_recompute,
             implementation=c.implementation,
         )
@@ -201,6 +211,9 @@ class DTNeRFModel(TalkingHeadModel):
             "rgb_face": torch.sum(w_face * field_outputs[RGB_FACE], dim=-2),
             "rgb_mouth": torch.sum(w_mouth * field_outputs[RGB_MOUTH], dim=-2),
             "accumulation_mouth": self.renderer_accumulation(weights=w_mouth),
+            # Per-ray gates (face weights): how much audio / blink reach what this ray shows.
+            AUDIO_GATE: torch.sum(w_face * field_outputs[AUDIO_GATE], dim=-2),
+            EYE_GATE: torch.sum(w_face * field_outputs[EYE_GATE], dim=-2),
         }
         if keep is not None:
             outputs = scatter_rays(outputs, keep)
@@ -229,6 +242,7 @@ class DTNeRFModel(TalkingHeadModel):
             loss_dict = fine_losses(pred, gt, int(patch), self.lpips.get(self.device), c.lpips_loss_mult)
         else:
             loss_dict = coarse_losses(pred, gt, batch, c.face_loss_mult, c.mouth_loss_mult, c.image_loss_mult)
+        loss_dict.update(gate_losses(outputs, batch, c.audio_gate_loss_mult, c.eye_gate_loss_mult))
         if self.training and self.sampler_kind == "proposal":
             loss_dict["interlevel_loss"] = c.interlevel_loss_mult * interlevel_loss(
                 outputs["weights_list"], outputs["ray_samples_list"]

@@ -29,6 +29,12 @@ class DTNeRFModelConfig(TalkingHeadModelConfig):
 
     # ---- conditioning (audio settings: TalkingHeadModelConfig)
     use_blink: bool = True
+    use_audio_gate: bool = True
+    """Gate the face field's audio conditioning per position, so that what does not speak (hair, head outline) can
+    ignore the audio (ER-NeRF's audio channel attention; the paper is silent)."""
+    use_eye_gate: bool = True
+    """Feed the blink to the face field's density through a per-position eye gate, so that closed eyes change shape
+    and show in renders (ER-NeRF); without it blink reaches the colour only."""
     """Condition the face colour on the frame's eye blink."""
 
     # ---- field
@@ -145,3 +151,8 @@ class DTNeRFModelConfig(TalkingHeadModelConfig):
     """Proposal interlevel loss weight."""
     distortion_loss_mult: float = 0.002
     """Distortion loss weight."""
+    audio_gate_loss_mult: float = 1e-3
+    """Weight of the rendered audio gate on rays outside the face mask (pushes hair, outline and background to
+    ignore audio; ER-NeRF regularises its audio attention the same way)."""
+    eye_gate_loss_mult: float = 1e-3
+    """Weight of the rendered eye gate on rays outside the eyes mask (ER-NeRF)."""

@@ -21,7 +21,15 @@ from torch import Tensor, nn
 
 from dtnerf_ns.core.field_components.lean_hash_encoding import LeanHashMLPDensityField
 from dtnerf_ns.methods.dtnerf.audio_occupancy_grid import AudioVolumetricSampler, SamplerKind, render_weights
-from dtnerf_ns.methods.dtnerf.dtnerf_field import DENSITY_FACE, DENSITY_MOUTH, RGB_FACE, RGB_MOUTH, DTNeRFField
+from dtnerf_ns.methods.dtnerf.dtnerf_field import (
+    AUDIO_GATE,
+    DENSITY_FACE,
+    DENSITY_MOUTH,
+    EYE_GATE,
+    RGB_FACE,
+    RGB_MOUTH,
+    DTNeRFField,
+)
 from dtnerf_ns.methods.dtnerf.dtnerf_model_config import DTNeRFModelConfig
 
 
@@ -121,5 +129,7 @@ def render_packed(
         "rgb_face": accumulate(w_face, field_outputs[RGB_FACE]),
         "rgb_mouth": accumulate(w_mouth, field_outputs[RGB_MOUTH]),
         "accumulation_mouth": accumulate(w_mouth),
+        AUDIO_GATE: accumulate(w_face, field_outputs[AUDIO_GATE]),
+        EYE_GATE: accumulate(w_face, field_outputs[EYE_GATE]),
     }
     return {key: value.reshape(*shape, -1) for key, value in outputs.items()}

@@ -137,3 +137,59 @@ def test_flat_sample_batch_without_mouth_samples():
     assert out[FieldHeadNames.RGB].shape == (n, 3)
     assert torch.equal(out["density_mouth"], torch.zeros(n, 1))
     assert torch.equal(out[FieldHeadNames.RGB], out["rgb_face"])
+
+
+def _close_gate(mlp) -> None:
+    """Drive a gate MLP's sigmoid to 0 everywhere (last layer: zero weights, very negative bias)."""
+    last = mlp.layers[-1]
+    with torch.no_grad():
+        last.weight.zero_()
+        last.bias.fill_(-1e4)
+
+
+def test_a_closed_audio_gate_makes_the_face_ignore_audio():
+    field = _tiny_field()
+    rs_a, rs_b = _ray_samples(), _ray_samples(audio=torch.randn(R, 1, A))
+    rs_b.metadata["blink"] = rs_a.metadata["blink"]
+    outside = ~_in_mouth(rs_a.frustums.get_positions())
+    assert not torch.allclose(field(rs_a)["density_face"], field(rs_b)["density_face"])
+    gate = field(rs_a)["audio_gate"]
+    assert gate.shape == (R, S, 1) and ((gate > 0) & (gate < 1)).all()
+    _close_gate(field.face.audio_gate)
+    a, b = field(rs_a), field(rs_b)
+    torch.testing.assert_close(a["density_face"], b["density_face"])
+    torch.testing.assert_close(a[FieldHeadNames.RGB][outside], b[FieldHeadNames.RGB][outside])
+    assert torch.equal(a["audio_gate"], torch.zeros_like(a["audio_gate"]))
+    # The mouth box is the speaking region: its field keeps the audio.
+    assert not torch.allclose(a["density_mouth"], b["density_mouth"])
+
+
+def test_blink_reaches_the_density_through_the_eye_gate():
+    def with_blink(rs, value):
+        rs.metadata = {**rs.metadata, "blink": torch.full((R, 1, 1), value)}
+        return rs
+
+    field = _tiny_field()
+    open_, closed = field(with_blink(_ray_samples(), 0.0)), field(with_blink(_ray_samples(), 1.0))
+    assert not torch.allclose(open_["density_face"], closed["density_face"])
+    assert ((closed["eye_gate"] > 0) & (closed["eye_gate"] < 1)).all()
+    _close_gate(field.face.eye_gate)
+    torch.testing.assert_close(field(with_blink(_ray_samples(), 0.0))["density_face"],
+                               field(with_blink(_ray_samples(), 1.0))["density_face"])
+    plain = _tiny_field(use_eye_gate=False, use_audio_gate=False)
+    out = plain(with_blink(_ray_samples(), 1.0))
+    torch.testing.assert_close(out["density_face"], plain(with_blink(_ray_samples(), 0.0))["density_face"])
+    assert torch.equal(out["eye_gate"], torch.zeros_like(out["eye_gate"]))
+    # Density-only queries (occupancy grid) have no blink: eyes open.
+    assert torch.isfinite(field.density_fn(torch.zeros(5, 3))).all()
+
+
+def test_gate_losses_count_only_rays_outside_their_region():
+    from dtnerf_ns.methods.dtnerf.dtnerf_losses import gate_losses
+
+    outputs = {"audio_gate": torch.tensor([[0.2], [0.4], [1.0], [0.0]]), "eye_gate": torch.tensor([[1.0], [0.5], [0.0], [0.0]])}
+    batch = {"face_mask": torch.tensor([1.0, 0.0, 0.0, 1.0]), "eyes_mask": torch.tensor([1.0, 1.0, 0.0, 0.0])}
+    losses = gate_losses(outputs, batch, audio_mult=0.1, eye_mult=2.0)
+    torch.testing.assert_close(losses["audio_gate_loss"], torch.tensor(0.1 * (0.4 + 1.0) / 4))
+    torch.testing.assert_close(losses["eye_gate_loss"], torch.tensor(0.0))
+    assert gate_losses(outputs, {}, 0.1, 2.0) == {} and gate_losses(outputs, batch, 0.0, 0.0) == {}

@@ -1,5 +1,12 @@
 """One DT-NeRF sub-field (face or mouth): triplane hash features, the audio-mouth-face align transformer, and the
-density and colour MLPs."""
+density and colour MLPs, with ER-NeRF's per-position gates on the driving signals.
+
+The paper gives the transformer's attention (``attn = Softmax(q . k) . v``) but not how much of it reaches each point;
+left ungated, the audio code moves every sample, hair and head outline included. As ER-NeRF does, a small MLP on the
+point's own triplane features gates the conditioning channel-wise (``c = g_a(x) * transformer(a, x, x.feat)``), and
+a second one lets the eye blink reach the density (``b * g_e(x)``) so that closed eyes change shape, not only colour.
+The gates are returned per sample so the model can regularise them towards 0 where nothing speaks or blinks.
+"""
 
 from __future__ import annotations
 
@@ -38,6 +45,8 @@ class DTNeRFSubField(nn.Module):
         direction_dim: size of the view-direction encoding.
         use_blink: whether the colour MLP takes the eye-blink scalar.
         transformer_recompute: see ``DTNeRFField``.
+        use_audio_gate: gate the transformer's conditioning per position (ER-NeRF's audio channel attention).
+        use_eye_gate: feed ``blink * g_e(x)`` to the density MLP (ER-NeRF's eye attention).
         implementation: "tcnn" (when importable) or "torch" for hash grids and MLPs.
     """
 
@@ -61,9 +70,13 @@ class DTNeRFSubField(nn.Module):
         direction_dim: int,
         use_blink: bool,
         transformer_recompute: Literal["cpu", "always", "never"] = "cpu",
+        use_audio_gate: bool = True,
+        use_eye_gate: bool = False,
         implementation: Literal["tcnn", "torch"] = "tcnn",
     ) -> None:
         super().__init__()
+        self.use_audio_gate = use_audio_gate
+        self.use_eye_gate = use_eye_gate
         self.geo_feat_dim = geo_feat_dim
         self.use_blink = use_blink
         self.transformer_recompute = transformer_recompute
@@ -84,9 +97,14 @@ class DTNeRFSubField(nn.Module):
             num_heads=num_heads,
             num_frequencies=transformer_pe_frequencies,
         )
-        # Density MLP sees the concatenated planes (ER-NeRF's input) plus the audio-aligned vector.
+        planes_dim = self.encoding.num_tokens * feat_dim
+        # ER-NeRF's gate sizes: audio MLP(in, audio_dim, 64, 2), eye MLP(in, 1, 16, 2); both read the position features.
+        gate = dict(in_dim=planes_dim, num_layers=2, activation=nn.ReLU(), out_activation=None, implementation="torch")
+        self.audio_gate = MLP(layer_width=64, out_dim=transformer_out_dim, **gate) if use_audio_gate else None  # type: ignore[arg-type]
+        self.eye_gate = MLP(layer_width=16, out_dim=1, **gate) if use_eye_gate else None  # type: ignore[arg-type]
+        # Density MLP sees the concatenated planes (ER-NeRF's input) plus the audio-aligned vector (and gated blink).
         self.mlp_density = MLP(
-            in_dim=self.encoding.num_tokens * feat_dim + transformer_out_dim,
+            in_dim=planes_dim + transformer_out_dim + (1 if use_eye_gate else 0),
             num_layers=num_layers,
             layer_width=hidden_dim,
             out_dim=1 + geo_feat_dim,
@@ -111,20 +129,33 @@ class DTNeRFSubField(nn.Module):
         return self.geo_feat_dim + self.transformer.out_dim
 
     def density(
-        self, x: Float[Tensor, "N 3"], audio: Float[Tensor, "N A"]
-    ) -> Tuple[Float[Tensor, "N 1"], Float[Tensor, "N E"]]:
-        """Density and embedding (geometry feature, transformer vector) at points x in [-1, 1]^3."""
+        self, x: Float[Tensor, "N 3"], audio: Float[Tensor, "N A"], blink: Optional[Float[Tensor, "N 1"]] = None
+    ) -> Tuple[Float[Tensor, "N 1"], Float[Tensor, "N E"], Float[Tensor, "N 2"]]:
+        """Density, embedding (geometry feature, transformer vector) and gates (mean audio gate, eye gate; 0 when
+        off) at points x in [-1, 1]^3. ``blink`` is needed with ``use_eye_gate``."""
         feats = self.encoding(x)  # [N, 3, D]
+        planes = feats.flatten(start_dim=-2)
         mode = self.transformer_recompute
         if torch.is_grad_enabled() and (mode == "always" or (mode == "cpu" and x.device.type == "cpu")):
             cond = checkpoint(self.transformer, audio, x, feats, use_reentrant=False)  # [N, out]
         else:
             cond = self.transformer(audio, x, feats)  # [N, out]
-        h = self.mlp_density(torch.cat([feats.flatten(start_dim=-2), cond], dim=-1)).float()
+        gates = cond.new_zeros(cond.shape[0], 2)
+        if self.audio_gate is not None:
+            audio_gate = torch.sigmoid(self.audio_gate(planes))
+            cond = cond * audio_gate
+            gates = torch.cat([audio_gate.mean(dim=-1, keepdim=True), gates[:, 1:]], dim=-1)
+        inputs = [planes, cond]
+        if self.eye_gate is not None:
+            assert blink is not None, "this sub-field's density needs the blink scalar (use_eye_gate)"
+            eye_gate = torch.sigmoid(self.eye_gate(planes))
+            inputs.append(blink * eye_gate)
+            gates = torch.cat([gates[:, :1], eye_gate], dim=-1)
+        h = self.mlp_density(torch.cat(inputs, dim=-1)).float()
         density_raw, geo = torch.split(h, [1, self.geo_feat_dim], dim=-1)
         # trunc_exp as nerfacto: exp is stable for large densities, gradients clamped.
         density = trunc_exp(density_raw)
-        return density, torch.cat([geo, cond], dim=-1)
+        return density, torch.cat([geo, cond], dim=-1), gates
 
     def color(
         self,

@@ -1,9 +1,11 @@
 """Does the mouth of a rendered talking video follow its audio? Prints figures and writes a frame strip.
 
 Runs mediapipe's face mesh on every frame of an mp4 written by ``dtnerf-render`` and measures the mouth opening
-(inner-lip gap, landmarks 13-14, over the face height 10-152). Compares it with the loudness of the muxed audio
-(RMS per video frame): speech opens the mouth, pauses close it, so the two should correlate positively.
-Without SyncNet weights (offline) this is the check we can run; it is not SyncNet confidence.
+(inner-lip gap, landmarks 13-14, over the face height 10-152; :mod:`dtnerf_ns.evaluation.lip_sync_score`). Compares it
+with the loudness of the muxed audio (RMS per video frame): speech opens the mouth, pauses close it, so the two should
+correlate positively. Then the offline lip-sync score with the same audio: the ROC AUC of the mouth opening separating
+open-vowel frames from p/b/m frames (pocketsphinx phones), best over AV offsets of +-0.2 s and at offset 0.
+Without SyncNet weights (offline) these are the checks we can run; they are not SyncNet confidence.
 
     python benchmarks/lip_sync_check.py outputs/hdtf_aoc_8s/talking_speech_en_60s_10s.mp4 [--strip strip.png]
 """
@@ -18,9 +20,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from data_processing import face_regions  # noqa: E402
 from data_processing.audio import SAMPLE_RATE, load_audio  # noqa: E402
-from data_processing.face_tracking import FaceTracker  # noqa: E402
+from dtnerf_ns.evaluation.lip_sync_score import (  # noqa: E402
+    audio_phone_classes,
+    lip_sync_score,
+    mouth_openings,
+    offset_frames,
+)
 
 
 def read_frames(path: Path) -> tuple[list, float]:
@@ -32,32 +38,12 @@ def read_frames(path: Path) -> tuple[list, float]:
         return [f.to_ndarray(format="rgb24") for f in container.decode(stream)], fps
 
 
-def mouth_opening(frames: list) -> np.ndarray:
-    """Inner-lip gap over face height per frame (NaN where no face is found)."""
-    values = []
-    with FaceTracker(max_faces=1) as tracker:
-        for frame in frames:
-            points = tracker.landmarks(frame)
-            if points is None:
-                values.append(np.nan)
-                continue
-            gap = np.linalg.norm(points[13, :2] - points[14, :2])
-            height = np.linalg.norm(points[face_regions.FOREHEAD, :2] - points[face_regions.CHIN, :2])
-            values.append(gap / max(height, 1e-6))
-    return np.asarray(values)
-
-
 def frame_rms(signal: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
     """RMS of 16 kHz audio over each video frame's interval."""
     per_frame = SAMPLE_RATE / fps
     return np.asarray(
         [np.sqrt(np.mean(signal[int(i * per_frame) : int((i + 1) * per_frame)] ** 2) + 1e-12) for i in range(num_frames)]
     )
-
-
-def loudness(path: Path, num_frames: int, fps: float) -> np.ndarray:
-    """RMS of the file's audio over each video frame's interval."""
-    return frame_rms(load_audio(path), num_frames, fps)
 
 
 def main() -> None:
@@ -67,8 +53,9 @@ def main() -> None:
     args = parser.parse_args()
 
     frames, fps = read_frames(args.video)
-    opening = mouth_opening(frames)
-    level = loudness(args.video, len(frames), fps)
+    opening = mouth_openings(frames)
+    signal = load_audio(args.video)  # the muxed audio, sample 0 at the first video frame
+    level = frame_rms(signal, len(frames), fps)
     found = np.isfinite(opening)
     # Loudness leads the lips slightly and both are noisy per frame: correlate over a 3-frame moving average.
     kernel = np.ones(3) / 3
@@ -82,6 +69,17 @@ def main() -> None:
     print(f"  quietest quarter of frames: {np.nanmean(opening[quiet & found]):.4f}")
     print(f"  loudest quarter of frames:  {np.nanmean(opening[loud & found]):.4f}")
     print(f"correlation of mouth opening with audio loudness (3-frame average): r = {r:+.3f}")
+    score = lip_sync_score(opening, audio_phone_classes(signal, len(frames), fps), offset_frames(fps))
+    print(
+        f"lip-sync score (open vowels vs p/b/m, not SyncNet): AUC {score.auc:.3f} at offset {score.offset} frames "
+        f"(positive: video lags audio), AUC at offset 0 {score.auc_at_zero:.3f}; "
+        f"{score.open_frames} open-vowel / {score.closed_frames} p/b/m frames"
+    )
+    if score.reason:
+        print(f"  not scored: {score.reason}")
+    offsets = range(-score.max_offset, score.max_offset + 1)
+    curve = " ".join(f"{d:+d}:{a:.2f}" for d, a in zip(offsets, score.auc_by_offset))
+    print(f"  AUC by offset: {curve}")
 
     if args.strip is not None:
         from PIL import Image, ImageDraw  # noqa: PLC0415

@@ -79,6 +79,39 @@ def _table_values(metrics: Dict[str, Dict[str, Any]], region: str) -> Dict[str, 
     return values
 
 
+def _lip_sync_lines(entry: Optional[Dict[str, Any]]) -> List[str]:
+    """metrics.md's lip-sync section: the offline score of ground truth and render, or why it is unavailable."""
+    title = (
+        "Offline lip-sync score (not SyncNet, needs no weights): ROC AUC of the mouth opening separating open-vowel "
+        "from p/b/m frames (phones from pocketsphinx; 0.5 chance, 1 perfect), best over AV offsets (frames, positive: "
+        "video lags audio) and at offset 0."
+    )
+    if entry is None:
+        return []
+    if not entry.get("available"):
+        return [title, "", f"Unavailable: {entry['reason']}"]
+    lines = [
+        title,
+        "",
+        "| | AUC ↑ | offset | AUC at 0 ↑ | mouth-opening std | open / p-b-m frames | faces found |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for label, key in (("Ground Truth", "ground_truth"), ("render", "render")):
+        s = entry[key]
+        offset = "–" if s["offset"] is None else f"{s['offset']:+d}"
+        lines.append(
+            f"| {label} | {_fmt(s['auc'], 3)} | {offset} | {_fmt(s['auc_at_zero'], 3)} | {_fmt(s['opening_std'], 4)} "
+            f"| {s['open_frames']} / {s['closed_frames']} | {s['frames_with_face']} / {s['frames']} |"
+        )
+    r = _fmt(entry["opening_pearson_r"], 3)
+    lines += ["", f"Mouth opening, render vs ground truth frame by frame: Pearson r = {r} over "
+              f"{entry['frames_compared']} frames."]  # fmt: skip
+    for label, key in (("Ground truth", "ground_truth"), ("Render", "render")):
+        if entry[key]["reason"]:
+            lines.append(f"- {label} not scored: {entry[key]['reason']}")
+    return lines
+
+
 def markdown(result: EvalResult) -> str:
     """metrics.md: the table, footnotes for unavailable metrics, and the definitions."""
     metrics, info = result.metrics, result.info
@@ -132,6 +165,8 @@ def markdown(result: EvalResult) -> str:
             f"LMD: mediapipe found no face in {lmd['no_face_render']} render(s) and {lmd['no_face_ground_truth']} "
             "ground-truth frame(s); those frames are not scored.",
         ]
+    lip_sync = _lip_sync_lines(metrics.get("lip_sync"))
+    lines += ["", *lip_sync] if lip_sync else []
     lines += ["", "Definitions:", ""]
     lines.extend(f"- {name.upper()}: {text}" for name, text in DEFINITIONS.items())
     return "\n".join(lines) + "\n"

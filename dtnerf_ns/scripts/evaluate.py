@@ -59,7 +59,7 @@ def _summary_table(metrics: Dict[str, Dict[str, Any]]) -> Table:
     table.add_column("face", justify="right")
     table.add_column("notes")
     shown = {"psnr": ("PSNR", 2), "ssim": ("SSIM", 4), "l1": ("L1", 4), "lpips": ("LPIPS", 4), "fid": ("FID", 3),
-             "lmd": ("LMD", 3), "sync": ("Sync", 3)}  # fmt: skip
+             "lmd": ("LMD", 3), "sync": ("Sync", 3), "lip_sync": ("Lip sync (AUC)", 3)}  # fmt: skip
     for name, (label, d) in shown.items():
         entry = metrics[name]
         if not entry.get("available"):
@@ -72,6 +72,11 @@ def _summary_table(metrics: Dict[str, Dict[str, Any]]) -> Table:
             render, gt = entry["render"], entry["ground_truth"]
             note = f"AV offset {render['av_offset']}; ground truth {gt['confidence']:.{d}f} (offset {gt['av_offset']})"
             table.add_row(label, f"{render['confidence']:.{d}f}", "", note)
+        elif name == "lip_sync":
+            render, gt = entry["render"], entry["ground_truth"]
+            note = (f"open vowels vs p/b/m, offset 0 (not SyncNet); ground truth {gt['auc_at_zero']:.{d}f}; mouth-opening "
+                    f"spread {render['opening_std']:.4f} vs {gt['opening_std']:.4f}, r = {entry['opening_pearson_r']:.2f}")
+            table.add_row(label, f"{render['auc_at_zero']:.{d}f}", "", note)
         else:
             cells = [f"{entry[k]:.{d}f}" if math.isfinite(entry[k]) else "–" for k in ("frame", "face")]
             table.add_row(label, *cells, "")

@@ -1,6 +1,7 @@
 """The evaluator on a stand-in pipeline whose "renders" are the ground truth itself: every metric must give its
 perfect score (PSNR at the 100 dB cap, SSIM 1, L1 0, LPIPS 0, FID 0, LMD 0, equal SyncNet confidence for render and
-ground truth); without weights the learned metrics are unavailable with the reason and the rest is still computed."""
+ground truth); without weights the learned metrics are unavailable with the reason and the rest is still computed.
+The offline lip-sync score's plumbing (test frames in time order, the audio of their span) on stand-in openings."""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import torchvision
 from PIL import Image
 
 from data_processing import dataset_layout
-from dtnerf_ns.evaluation import fid, weights
+from data_processing.audio import SAMPLE_RATE, write_wav
+from dtnerf_ns.evaluation import evaluator, fid, weights
 from dtnerf_ns.evaluation.evaluator import EvalOptions, evaluate
+from dtnerf_ns.evaluation.lip_sync_score import CLOSED, IGNORED, OPEN
 from dtnerf_ns.evaluation.syncnet import SyncNetS
 
 NUM_FRAMES = 8  # SyncNet needs at least 6
@@ -101,7 +104,7 @@ def test_perfect_renders_score_perfectly(tiny_dtnerf_dataset: Path, tmp_path: Pa
         on_stage=stages.append,
     )
     m = result.metrics
-    assert len(frames) == NUM_FRAMES and stages == ["FID", "SyncNet"]
+    assert len(frames) == NUM_FRAMES and stages == ["FID", "SyncNet", "lip sync"]
     assert m["psnr"] == {"available": True, "frame": pytest.approx(100.0), "face": pytest.approx(100.0)}
     assert m["ssim"]["frame"] == pytest.approx(1.0, abs=1e-5) and m["ssim"]["face"] == pytest.approx(1.0, abs=1e-5)
     assert m["l1"]["frame"] == 0.0 and m["l1"]["face"] == 0.0
@@ -114,6 +117,10 @@ def test_perfect_renders_score_perfectly(tiny_dtnerf_dataset: Path, tmp_path: Pa
     assert sync["render"] == sync["ground_truth"]  # identical crops, identical audio
     assert [s["frame_index"] for s in result.strip] == [0, 4, 7] and result.info["resolution"] == [64, 64]
     assert [r["frame_index"] for r in result.per_frame] == list(range(NUM_FRAMES))
+    # 8 frames cannot hold 5 open-vowel and 5 p/b/m frames; the openings are measured once per image, equal here.
+    assert not m["lip_sync"]["available"] and m["lip_sync"]["reason"].startswith("lip-sync score: ")
+    for row in result.per_frame:
+        assert np.array_equal(row["mouth_opening"], row["mouth_opening_gt"], equal_nan=True)
 
 
 def test_missing_weights_are_reported_not_fatal(tiny_dtnerf_dataset: Path, empty_hub):
@@ -131,3 +138,39 @@ def test_missing_weights_are_reported_not_fatal(tiny_dtnerf_dataset: Path, empty
         "pass --syncnet-weights PATH",
     }
     assert m["psnr"]["frame"] == pytest.approx(100.0) and m["lmd"]["available"]
+
+
+def test_lip_sync_of_a_shuffled_test_split(tmp_path: Path, monkeypatch):
+    """Test frames 100..139 held out of order: the openings are put in time order and scored against the phone
+    classes of their frames, decoded once from the whole audio.wav (frame k at k / 25 s)."""
+    fps, first, num = 25.0, 100, 40
+    write_wav(tmp_path / dataset_layout.AUDIO_WAV, np.linspace(-0.5, 0.5, 8 * SAMPLE_RATE, dtype=np.float32))
+    dataset = type("Dataset", (), {"metadata": {"data_dir": tmp_path}})()
+    rng = np.random.default_rng(0)
+    in_time = np.array([OPEN, OPEN, IGNORED, CLOSED] * (num // 4))
+    perm = rng.permutation(num)  # dataset order -> time order
+    frame_indices = first + perm
+    gt = np.where(in_time == OPEN, 0.08, np.where(in_time == CLOSED, 0.0, 0.04))[perm]
+    render = np.full(num, 0.03)
+    render[perm == 7] = np.nan  # no face in one render
+    heard = []
+
+    def classes_of(audio, num_frames, rate):
+        heard.append(audio)
+        assert (num_frames, rate) == (first + num, fps)
+        return np.concatenate([np.full(first, IGNORED), in_time])
+
+    monkeypatch.setattr(evaluator, "audio_phone_classes", classes_of)
+    entry = evaluator._lip_sync_metric(dataset, frame_indices, fps, {"render": list(render), "gt": list(gt)})
+    expected = np.linspace(-0.5, 0.5, 8 * SAMPLE_RATE)
+    assert len(heard) == 1 and np.allclose(heard[0], expected, atol=1e-4)  # decoded once, for both
+    assert entry["available"] and entry["frames"] == num and entry["frames_compared"] == num - 1
+    assert entry["ground_truth"]["auc_at_zero"] == 1.0 and entry["ground_truth"]["offset"] == 0
+    assert entry["render"]["auc_at_zero"] == 0.5 and entry["render"]["frames_with_face"] == num - 1
+    assert entry["ground_truth"]["opening_std"] > 0.03 and entry["render"]["opening_std"] < 1e-12
+    assert np.isnan(entry["opening_pearson_r"])  # a still render mouth has no correlation
+
+    gaps = evaluator._lip_sync_metric(dataset, frame_indices * 2, fps, {"render": list(render), "gt": list(gt)})
+    assert gaps == {"available": False, "reason": "the test frames are not one contiguous stretch of the clip"}
+    blind = evaluator._lip_sync_metric(dataset, frame_indices, fps, {"render": [np.nan] * num, "gt": [np.nan] * num})
+    assert blind == {"available": False, "reason": f"lip-sync score: no face found in any of the {num} frames"}

@@ -13,6 +13,12 @@ from dtnerf_ns.evaluation.output_layout import FORMAT
 from dtnerf_ns.evaluation.report import MIN_TILE, markdown, strip_image, to_json, write_report
 
 
+def _lip_sync(auc, offset, at_zero, reason) -> dict:
+    return {"auc": auc, "offset": offset, "auc_at_zero": at_zero, "open_frames": 30, "closed_frames": 12, "frames": 150,
+            "frames_with_face": 149, "opening_mean": 0.03, "opening_std": 0.01234, "max_offset": 5,
+            "auc_by_offset": [0.5] * 11, "reason": reason}
+
+
 def _result() -> EvalResult:
     frame = np.full((64, 64, 3), 100, np.uint8)
     metrics = {
@@ -24,6 +30,9 @@ def _result() -> EvalResult:
         "lmd": {"available": True, "value": 2.5, "unit": "pixels at 512x512", "frames_scored": 2, "no_face_render": 1,
                 "no_face_ground_truth": 0},
         "sync": {"available": False, "reason": "no SyncNet here"},
+        "lip_sync": {"available": True, "frames": 150, "offset_sign": "positive: the video lags the audio",
+                     "ground_truth": _lip_sync(0.8512, -1, 0.7904, None), "render": _lip_sync(0.5, 0, 0.5, None),
+                     "opening_pearson_r": 0.4321, "frames_compared": 149},
     }
     info = {"frames": 3, "resolution": [64, 64], "device": "cpu", "render_fps": 1.5, "dataset": "/data/me",
             "experiment": "me", "step": 29, "method": "dtnerf-small",
@@ -41,7 +50,8 @@ def test_json_is_strict_and_complete():
     assert data["format"] == FORMAT and data["step"] == 29 and data["strip_frames"] == [21, 23]
     assert data["metrics"]["ssim"]["face"] is None and data["per_frame"][0]["psnr"] is None
     assert data["metrics"]["lpips"] == {"available": False, "reason": "no AlexNet here"}
-    assert set(data["definitions"]) == {"psnr", "ssim", "l1", "lpips", "fid", "lmd", "sync"}
+    assert set(data["definitions"]) == {"psnr", "ssim", "l1", "lpips", "fid", "lmd", "sync", "lip_sync"}
+    assert data["metrics"]["lip_sync"]["render"]["auc_by_offset"] == [0.5] * 11
 
 
 def test_markdown_table_shape():
@@ -59,6 +69,27 @@ def test_markdown_table_shape():
     assert rows[3][1:5] == ["35.39", "0.0169", "9.472", "2.601"]
     assert "[1] LPIPS unavailable: no AlexNet here" in text and "[2] SYNC unavailable: no SyncNet here" in text
     assert "no face in 1 render(s)" in text
+
+
+def test_markdown_lip_sync_section():
+    result = _result()
+    lines = markdown(result).splitlines()
+    assert any(line.startswith("Offline lip-sync score (not SyncNet") for line in lines)
+    assert "| Ground Truth | 0.851 | -1 | 0.790 | 0.0123 | 30 / 12 | 149 / 150 |" in lines
+    assert "| render | 0.500 | +0 | 0.500 | 0.0123 | 30 / 12 | 149 / 150 |" in lines
+    assert "Mouth opening, render vs ground truth frame by frame: Pearson r = 0.432 over 149 frames." in lines
+
+    lip = result.metrics["lip_sync"]
+    lip["render"] = _lip_sync(float("nan"), None, float("nan"), "no face found in any of the 150 frames")
+    lip["opening_pearson_r"] = float("nan")
+    lines = markdown(result).splitlines()
+    assert "| render | – | – | – | 0.0123 | 30 / 12 | 149 / 150 |" in lines
+    assert "- Render not scored: no face found in any of the 150 frames" in lines
+    assert "Mouth opening, render vs ground truth frame by frame: Pearson r = – over 149 frames." in lines
+    result.metrics["lip_sync"] = {"available": False, "reason": "the test frames are not one contiguous stretch"}
+    assert "Unavailable: the test frames are not one contiguous stretch" in markdown(result)
+    del result.metrics["lip_sync"]  # a result from before the score existed
+    assert "Offline lip-sync score" not in markdown(result)
 
 
 def test_a_sahs_run_is_named_and_set_beside_its_own_paper():

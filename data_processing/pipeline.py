@@ -386,116 +386,40 @@ class Pipeline:
         tmp.replace(self.stage_dir / layout.EXPRESSION_BASIS)
         return {"blink_frames": int((blink > 0.5).sum()), "expression_shape": list(coeffs.shape)}
 
-    def _frame_levels_db(self, num_frames: int) -> np.ndarray:
-        """Speech level per frame (RMS in dB of the dataset's audio), for the contact sheet."""
-        import wave
-
-        with wave.open(str(self.stage_dir / layout.AUDIO_WAV)) as w:
-            pcm = np.frombuffer(w.readframes(w.getnframes()), dtype="<i2").astype(np.float32) / 32768.0
-        chunks = np.array_split(pcm, num_frames)
-        return np.array([20 * np.log10(np.sqrt(np.mean(c**2)) + 1e-5) if len(c) else -100.0 for c in chunks])
-
     def _split(self) -> tuple:
         n = self.num_frames
         n_val = max(1, int(round(n * self.options.val_fraction)))
         return list(range(n - n_val)), list(range(n - n_val, n))
 
     def _stage_finish(self) -> dict:
-        from data_processing.contact_sheet import make_contact_sheet
-        from data_processing.masks import frame_masks
+        from data_processing import dataset_files
 
-        root, n, size = self.stage_dir, self.num_frames, self.options.size
+        root, n = self.stage_dir, self.num_frames
         c2w = np.load(root / "camera_to_world.npy")
         (root / "camera_to_world.npy").unlink()
         train, val = self._split()
-        focal = self._result("poses")["focal"]
-        canonical = np.load(root / layout.CANONICAL_FACE)
-        from data_processing.face_regions import LIPS_OUTER
-
-        lips = canonical[LIPS_OUTER]
-        width = float(np.ptp(lips[:, 0]))
-        # Mouth box in world units: the lips' extent, grown to cover jaw and chin motion while talking.
-        mouth_min = lips.min(0) - np.array([0.25, 0.35, 0.3]) * width
-        mouth_max = lips.max(0) + np.array([0.25, 0.25, 0.3]) * width
-        rel = lambda p: str(p.relative_to(root)).replace("\\", "/")
-        frames = [
-            {
-                "file_path": rel(layout.image_path(root, i)),
-                "transform_matrix": c2w[i].tolist(),
-                "time": layout.frame_time(i, n),
-                "frame_index": i,
-            }
-            for i in range(n)
-        ]
-        transforms = {
-            "camera_model": "OPENCV",
-            "fl_x": focal,
-            "fl_y": focal,
-            "cx": size / 2,
-            "cy": size / 2,
-            "w": size,
-            "h": size,
-            "k1": 0.0, "k2": 0.0, "p1": 0.0, "p2": 0.0,
-            "frames": frames,
-            "train_filenames": [frames[i]["file_path"] for i in train],
-            "val_filenames": [frames[i]["file_path"] for i in val],
-            "test_filenames": [frames[i]["file_path"] for i in val],
-            "dtnerf": {
-                "format": layout.DATASET_FORMAT,
-                "version": layout.DATASET_VERSION,
-                "fps": self.options.fps,
-                "num_frames": n,
-                "train_frames": [0, len(train)],
-                "test_frames": [len(train), n],
-                "mouth_aabb": [mouth_min.tolist(), mouth_max.tolist()],
-                "audio_features": layout.AUDIO_FEATURES,
-                "audio_window": self._result("audio")["feature_shape"][1:],
-                "audio_feature_kind": self._result("audio")["feature_kind"],
-                "blink": layout.BLINK,
-                "expression": layout.EXPRESSION,
-                "background": layout.BACKGROUND,
-                "headless_dir": "headless",
-                "semantics_dir": "semantics",
-                "masks_dir": "masks",
-            },
-        }
+        audio = self._result("audio")
+        transforms = dataset_files.transforms_json(
+            root, c2w, self._result("poses")["focal"], self.options.size, self.options.fps, train, val,
+            dataset_files.mouth_box(np.load(root / layout.CANONICAL_FACE)), audio["feature_shape"][1:], audio["feature_kind"],
+        )  # fmt: skip
         write_json(root / layout.TRANSFORMS, transforms)
-
-        landmarks = np.load(root / layout.LANDMARKS)
-        blink = np.load(root / layout.BLINK)
-        expression = np.load(root / layout.EXPRESSION)
-        yaw = np.degrees(np.arctan2(c2w[:, 0, 3], c2w[:, 2, 3]))
-        person_masks = lambda i: read_mask(layout.mask_path(root, "person", i))
-        picks = sorted({0, n // 3, (2 * n) // 3, val[len(val) // 2]})
-        make_contact_sheet(
-            root,
-            picks,
-            landmarks,
-            lambda i: frame_masks(landmarks[i], person_masks(i), read_image(layout.image_path(root, i))),
-            lambda i: read_image(layout.semantics_path(root, i), grayscale=True),
-            [
-                ("speech level (dB)", self._frame_levels_db(n), (0, 120, 0)),
-                ("blink", blink, (0, 0, 220)),
-                ("camera yaw (deg)", yaw, (200, 0, 0)),
-                ("expression #1", expression[:, 0], (150, 0, 150)),
-            ],
-            n,
-            len(train),
-            root / layout.CONTACT_SHEET,
-        )
+        dataset_files.write_contact_sheet(root, c2w, n, train, val)
         timings = dict(self.state["timings"])
+        source = {"video": str(self.video), "audio": str(self.audio_path or self.video), "width": self.info.width,
+                  "height": self.info.height, "fps": self.info.fps, "duration": self.info.duration}  # fmt: skip
         report = {
             "format": layout.DATASET_FORMAT,
             "version": layout.DATASET_VERSION,
             "fingerprint": self.state["fingerprint"],
-            "source": {"video": str(self.video), "audio": str(self.audio_path or self.video), "width": self.info.width, "height": self.info.height, "fps": self.info.fps, "duration": self.info.duration},
+            "source": source,
             "options": asdict(self.options),
             "frames": n,
             "fps": self.options.fps,
-            "size": size,
+            "size": self.options.size,
             "split": {"train": len(train), "test": len(val)},
             "crop": self._result("crop"),
-            "audio": self._result("audio"),
+            "audio": audio,
             "face_detection_rate": self._result("track")["face_rate"],
             "frames_without_face": self._result("track")["frames_without_face"],
             "background_filled_fraction": self._result("track")["background_filled_fraction"],

@@ -156,7 +156,7 @@ def viseme_posteriors(
     context, lookahead = int(round(context_seconds * SAMPLE_RATE)), int(round(lookahead_seconds * SAMPLE_RATE))
     blocks = list(range(0, len(signal), hop))
     # One process: the decoder holds the GIL (threads gain nothing) and a spawned pool would re-import the caller's
-    # main module. About 4x real time on one core of this 2-core machine when it is otherwise idle.
+    # main module.
     results = [_block_labels(signal, 0, len(signal), blocks, rate, hop, context, lookahead)]
     for result in results:
         for first_step, visemes in result:

@@ -80,8 +80,8 @@ class DTNeRFModel(TalkingHeadModel):
             num_heads=c.num_heads,
             transformer_pe_frequencies=c.transformer_pe_frequencies,
             use_blink=c.use_blink,
-            use_audio_gate=c.use_audio_gate,
-            use_eye_gate=c.use_eye_gate,
+            use_audio_gate=c.saved_setting("use_audio_gate", False),
+            use_eye_gate=c.saved_setting("use_eye_gate", False),
             transformer_recompute=c.transformer_recompute,
             implementation=c.implementation,
         )

@@ -205,3 +205,15 @@ def test_render_skips_empty_rays_at_render_time_only():
     counted.clear()
     model(rays)
     assert counted == [64]  # never while training
+
+
+def test_a_run_saved_before_the_gates_existed_loads_without_them():
+    import yaml
+
+    from dtnerf_ns.methods.dtnerf.dtnerf_model_config import DTNeRFModelConfig
+
+    text = yaml.dump(DTNeRFModelConfig(use_audio_gate=True))
+    old = "\n".join(line for line in text.splitlines() if "_gate" not in line)  # as an older release saved it
+    loaded = yaml.load(old, Loader=yaml.Loader)
+    assert loaded.saved_setting("use_audio_gate", False) is False and loaded.saved_setting("use_eye_gate", False) is False
+    assert yaml.load(text, Loader=yaml.Loader).saved_setting("use_audio_gate", False) is True

@@ -106,7 +106,8 @@ def main() -> None:
 
     from data_processing import dataset_layout as layout  # noqa: PLC0415
     from data_processing.io_utils import read_image, read_mask  # noqa: PLC0415
-    from data_processing.audio import SAMPLE_RATE, audio_windows_for_frames, load_audio  # noqa: PLC0415
+    from data_processing.audio import SAMPLE_RATE, load_audio  # noqa: PLC0415
+    from data_processing.audio_features import audio_windows_for_frames  # noqa: PLC0415
     from dtnerf_ns.scripts.trained_model import load_trained_model  # noqa: PLC0415
 
     from data_processing.errors import ProcessingError  # noqa: PLC0415
@@ -144,7 +145,8 @@ def main() -> None:
 
     signal = speech[: int(args.seconds * SAMPLE_RATE)]
     num_frames = int(len(signal) / SAMPLE_RATE * fps)
-    windows = torch.from_numpy(audio_windows_for_frames(signal, num_frames, fps))
+    kind = str(outputs.metadata["audio_feature_kind"])  # the features the model was trained on
+    windows = torch.from_numpy(audio_windows_for_frames(signal, num_frames, fps, kind))
     source = torch.full((num_frames,), frame, dtype=torch.long)  # blink (and pose) of the frame whose pose is used
     with model.driven_by(audio_features=windows, source_frames=source) if num_frames else contextlib.nullcontext():
         crops = render_mouth_crops(model, camera, box, num_frames)

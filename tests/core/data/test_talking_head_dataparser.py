@@ -12,7 +12,7 @@ import torch
 from scipy.spatial.transform import Rotation
 
 from data_processing import dataset_layout as layout
-from data_processing.audio import FEATURE_KIND
+from data_processing.audio_features import DEFAULT_KIND as FEATURE_KIND
 from dtnerf_ns.core.data.talking_head_dataparser import TalkingHeadDataParserConfig, TalkingHeadDatasetError
 from dtnerf_ns.core.data.talking_head_dataset import TalkingHeadDataset
 

@@ -46,10 +46,32 @@ def frame_rms(signal: np.ndarray, num_frames: int, fps: float) -> np.ndarray:
     )
 
 
+def write_phone_strip(path: Path, frames: list, classes: np.ndarray, fps: float, count: int = 8) -> None:
+    """Mouth crops of frames whose audio is an open vowel (top row) and p/b/m (bottom row), spread over the video."""
+    from PIL import Image, ImageDraw  # noqa: PLC0415
+
+    from dtnerf_ns.evaluation.lip_sync_score import CLOSED, OPEN  # noqa: PLC0415
+
+    h, w = frames[0].shape[:2]
+    sheet = Image.new("RGB", (110 + 160 * count, 2 * 128 + 40), "white")
+    draw = ImageDraw.Draw(sheet)
+    for row, (label, name) in enumerate(((OPEN, "open vowels"), (CLOSED, "p / b / m"))):
+        chosen = np.flatnonzero(classes == label)
+        picks = chosen[np.linspace(0, len(chosen) - 1, min(count, len(chosen))).astype(int)] if len(chosen) else []
+        y = 20 + row * 148
+        draw.text((6, y + 56), name, fill="black")
+        for i, k in enumerate(picks):
+            crop = Image.fromarray(frames[k][h // 2 : h // 2 + h // 3, w // 4 : 3 * w // 4]).resize((160, 107))
+            sheet.paste(crop, (110 + 160 * i, y + 14))
+            draw.text((110 + 160 * i + 4, y), f"t={k / fps:.2f}s", fill="black")
+    sheet.save(path)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("video", type=Path)
     parser.add_argument("--strip", type=Path, default=None, help="write 8 evenly spaced mouth crops with their audio level")
+    parser.add_argument("--phones", type=Path, default=None, help="write mouth crops of open-vowel and of p/b/m frames")
     args = parser.parse_args()
 
     frames, fps = read_frames(args.video)
@@ -69,7 +91,8 @@ def main() -> None:
     print(f"  quietest quarter of frames: {np.nanmean(opening[quiet & found]):.4f}")
     print(f"  loudest quarter of frames:  {np.nanmean(opening[loud & found]):.4f}")
     print(f"correlation of mouth opening with audio loudness (3-frame average): r = {r:+.3f}")
-    score = lip_sync_score(opening, audio_phone_classes(signal, len(frames), fps), offset_frames(fps))
+    classes = audio_phone_classes(signal, len(frames), fps)
+    score = lip_sync_score(opening, classes, offset_frames(fps))
     print(
         f"lip-sync score (open vowels vs p/b/m, not SyncNet): AUC {score.auc:.3f} at offset {score.offset} frames "
         f"(positive: video lags audio), AUC at offset 0 {score.auc_at_zero:.3f}; "
@@ -81,6 +104,9 @@ def main() -> None:
     curve = " ".join(f"{d:+d}:{a:.2f}" for d, a in zip(offsets, score.auc_by_offset))
     print(f"  AUC by offset: {curve}")
 
+    if args.phones is not None:
+        write_phone_strip(args.phones, frames, classes, fps)
+        print(f"wrote {args.phones}")
     if args.strip is not None:
         from PIL import Image, ImageDraw  # noqa: PLC0415
 

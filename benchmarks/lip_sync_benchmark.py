@@ -379,7 +379,9 @@ def main() -> int:
         print(f"== {row}", flush=True)
         command = [sys.executable, __file__, "--row", row, "--dataset", str(args.dataset), "--speech", str(args.speech),
                    "--speech-start", str(args.speech_start), "--speech-seconds", str(args.speech_seconds),
-                   "--minutes", str(args.minutes), "--work", str(work)] + (["--remeasure"] if args.remeasure else [])  # fmt: skip
+                   "--minutes", str(args.minutes), "--iterations", str(args.iterations), "--work", str(work)]  # fmt: skip
+        command += ["--remeasure"] if args.remeasure else []
+        command += ["--test-frames", str(args.test_frames)] if args.test_frames else []
         if subprocess.run(command).returncode != 0:
             print(f"benchmark: row '{row}' failed", file=sys.stderr)
             return 1

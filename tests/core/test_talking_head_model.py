@@ -87,7 +87,7 @@ def test_driven_model_has_no_dataset_backdrop(split):
     model = build(train).eval()
     camera = train.cameras[0:1]
     camera.times = torch.tensor([[1.0]])  # last frame of the 3-frame driving sequence
-    with model.driven_by(audio_features=torch.zeros(3, 16, 29)):
+    with model.driven_by(audio_features=torch.zeros(3, *model.conditioning.audio_features.shape[1:])):
         rgb = model.render_final_frame(camera)["rgb"]
     torch.testing.assert_close(rgb, torch.full((32, 32, 3), 0.5 * 2 / 3))  # over black
 

@@ -91,6 +91,7 @@ class AudioVolumetricSampler(VolumetricSampler):
     def __init__(self, occupancy_grid: nerfacc.OccGridEstimator, density_fn: AudioDensityFn) -> None:
         super().__init__(occupancy_grid=occupancy_grid, density_fn=density_fn)
         self._ray_audio: Optional[Tensor] = None  # the current call's per-ray audio, read by get_sigma_fn
+        self._ray_blink: Optional[Tensor] = None  # and blink
 
     def get_sigma_fn(
         self, origins: Float[Tensor, "R 3"], directions: Float[Tensor, "R 3"], times: Optional[Tensor] = None
@@ -99,12 +100,14 @@ class AudioVolumetricSampler(VolumetricSampler):
         # termination) and skips samples under alpha_thre, so rays through the face stop at its surface.
         if self.density_fn is None:
             return None
-        density_fn, ray_audio = self.density_fn, self._ray_audio
+        density_fn, ray_audio, ray_blink = self.density_fn, self._ray_audio, self._ray_blink
         assert ray_audio is not None, "get_sigma_fn is only called from forward()"
 
         def sigma_fn(t_starts: Tensor, t_ends: Tensor, ray_indices: Tensor) -> Tensor:
             positions = origins[ray_indices] + directions[ray_indices] * ((t_starts + t_ends) / 2.0)[:, None]
-            return density_fn(positions, audio=ray_audio[ray_indices]).squeeze(-1)
+            # The blink too, where the density reads it (the eye gate): skipped samples match the rendered density.
+            extra = {} if ray_blink is None else {"blink": ray_blink[ray_indices]}
+            return density_fn(positions, audio=ray_audio[ray_indices], **extra).squeeze(-1)
 
         return sigma_fn
 
@@ -120,6 +123,8 @@ class AudioVolumetricSampler(VolumetricSampler):
         """Packed samples of flat rays ([num_rays]) and their ray indices; see :class:`VolumetricSampler`."""
         assert ray_bundle.metadata is not None and "audio" in ray_bundle.metadata, "rays need metadata['audio']"
         self._ray_audio = ray_bundle.metadata["audio"].reshape(len(ray_bundle), -1)
+        blink = ray_bundle.metadata.get("blink")
+        self._ray_blink = None if blink is None else blink.reshape(len(ray_bundle), -1)
         try:
             return super().forward(
                 ray_bundle,

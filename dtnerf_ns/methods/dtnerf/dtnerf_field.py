@@ -278,6 +278,7 @@ class DTNeRFField(Field):
         positions: Float[Tensor, "*bs 3"],
         times: Optional[Float[Tensor, "*bs 1"]] = None,
         audio: Optional[Float[Tensor, "*bs A"]] = None,
+        blink: Optional[Float[Tensor, "*bs 1"]] = None,
     ) -> Float[Tensor, "*bs 1"]:
         """Fused density at positions (e.g. for occupancy-grid updates).
 
@@ -286,6 +287,7 @@ class DTNeRFField(Field):
             times: unused.
             audio: audio code broadcastable to [*bs, audio_dim] (e.g. [audio_dim] or a dataset-mean code);
                 defaults to a zero code.
+            blink: eye blink per position (the eye gate's input); defaults to open eyes.
         """
         del times
         if audio is None:
@@ -299,7 +301,7 @@ class DTNeRFField(Field):
                 ends=torch.zeros_like(positions[..., :1]),
                 pixel_area=torch.ones_like(positions[..., :1]),
             ),
-            metadata={"audio": audio},
+            metadata={"audio": audio} if blink is None else {"audio": audio, "blink": blink.to(positions)},
         )
         density, _ = self.get_density(ray_samples)
         return density

@@ -31,7 +31,7 @@ def test_parses_splits_cameras_and_metadata(tiny_dtnerf_dataset: Path):
     assert len(train.image_filenames) + len(val.image_filenames) == n
     for out in (train, val):
         md = out.metadata
-        assert md["audio_features"].shape == (n, 16, 29)
+        assert md["audio_features"].shape == (n, 16, 41)  # 12 viseme + 29 log-mel channels
         assert md["blink"].shape == (n,) and md["expression"].shape[0] == n
         assert md["mouth_aabb"].shape == (2, 3)
         assert md["audio_feature_kind"] == FEATURE_KIND == meta["dtnerf"]["audio_feature_kind"]

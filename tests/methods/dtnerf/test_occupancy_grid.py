@@ -24,7 +24,7 @@ import tiny_models  # same folder
 from tiny_models import AABB, MOUTH_AABB, make_batch, make_rays
 
 TRAIN_FRAMES = list(range(8))  # frames 8 and 9 are held out
-IMAGE_KEYS = {"rgb_head", "rgb", "accumulation", "depth", "rgb_face", "rgb_mouth", "accumulation_mouth"}
+IMAGE_KEYS = {"rgb_head", "rgb", "accumulation", "depth", "rgb_face", "rgb_mouth", "accumulation_mouth", "audio_gate", "eye_gate"}
 
 
 def make_model(**kwargs) -> DTNeRFModel:
@@ -231,9 +231,9 @@ def test_occupancy_render_path_end_to_end_on_cpu(occupancy_available, monkeypatc
     skip_test_audio = []
     density_fn = model.occupancy_sampler.density_fn
 
-    def spy(positions, audio):
+    def spy(positions, audio, blink=None):
         skip_test_audio.append(audio)
-        return density_fn(positions, audio=audio)
+        return density_fn(positions, audio=audio, blink=blink)
 
     monkeypatch.setattr(model.occupancy_sampler, "density_fn", spy)
     rays, batch = make_rays(), make_batch()
@@ -242,7 +242,7 @@ def test_occupancy_render_path_end_to_end_on_cpu(occupancy_available, monkeypatc
     outputs = model(rays)
     assert set(outputs) == IMAGE_KEYS  # no weights_list / proposal outputs
     for key in IMAGE_KEYS:
-        assert outputs[key].shape == (64, 1 if key.startswith(("accumulation", "depth")) else 3)
+        assert outputs[key].shape == (64, 1 if key.startswith(("accumulation", "depth")) or key.endswith("gate") else 3)
         assert torch.isfinite(outputs[key]).all()
 
     # The skip test (sigma_fn) saw each sample with its own ray's audio.
@@ -251,7 +251,8 @@ def test_occupancy_render_path_end_to_end_on_cpu(occupancy_available, monkeypatc
     positions = rays.origins[ray_indices] + rays.directions[ray_indices] * t_mid[:, None]
     with torch.no_grad():
         codes = model.conditioning.audio_codes(frames)
-        own = model.field.density_fn(positions, audio=codes[ray_indices])[:, 0]
+        blink = model.conditioning.blink[frames][ray_indices, None]
+        own = model.field.density_fn(positions, audio=codes[ray_indices], blink=blink)[:, 0]
     (audio,) = skip_test_audio
     assert len(set(frames.tolist())) > 1 and torch.allclose(audio, codes[ray_indices])
     assert torch.allclose(call["sigmas"], own, rtol=1e-5, atol=1e-6)
@@ -260,7 +261,7 @@ def test_occupancy_render_path_end_to_end_on_cpu(occupancy_available, monkeypatc
     assert torch.allclose(outputs["accumulation"][:, 0], 1 - torch.exp(-optical_depth), atol=1e-5)
 
     losses = model.get_loss_dict(outputs, batch, model.get_metrics_dict(outputs, batch))
-    assert set(losses) == {"face_loss", "mouth_loss", "image_loss"}
+    assert set(losses) == {"face_loss", "mouth_loss", "image_loss", "audio_gate_loss"}  # no eyes mask in this batch
     sum(losses.values()).backward()
     for name, param in [("face hash grid", next(model.field.face.encoding.parameters())),
                         ("audio net", model.conditioning.audio_encoder.audio_net.encoder_fc[0].weight)]:  # fmt: skip

@@ -150,6 +150,15 @@ def measure_row(pipeline, out: dict, source: Path, work: Path, speech: Path, spe
     return out
 
 
+def training_resolution(pipeline, camera):
+    """The camera at the resolution the model trained at: a run loaded for inference has full-resolution cameras."""
+    factor = float(pipeline.datamanager.config.dataparser.downscale_factor or 1)
+    trained_height = int(pipeline.datamanager.train_dataset.cameras.height[0])
+    if int(camera.height[0]) > trained_height and factor > 1:
+        camera.rescale_output_resolution(1.0 / factor)
+    return camera
+
+
 def test_split_figures(pipeline, real: dict) -> dict:
     """Renders of the test frames (own pose, own audio): lip sync, opening r and spread, LMD, mouth PSNR."""
     import torch  # noqa: PLC0415
@@ -175,7 +184,7 @@ def test_split_figures(pipeline, real: dict) -> dict:
     renders, mouth_psnr, lmd = [], [], LandmarkDistance()
     with torch.no_grad():
         for i, frame in enumerate(frames):
-            camera = dataset.cameras[i : i + 1].to(model.device)
+            camera = training_resolution(pipeline, dataset.cameras[i : i + 1]).to(model.device)
             region = model.backdrops.head_region(frame, (int(camera.width), int(camera.height)))
             region = None if region is None else torch.from_numpy(region)
             pred = model.render_final_frame(camera, output_size=(SIZE, SIZE), region=region)["rgb"].clamp(0, 1).cpu()
@@ -261,7 +270,7 @@ def new_speech_figures(pipeline, real: dict, speech: Path, start: float, seconds
     num = int(seconds * fps)
     windows = audio_features.windows_for_span(whole, start, num, fps, kind)
     frame = int(train.metadata["frame_indices"][0])
-    camera = train.cameras[0:1].to(model.device)
+    camera = training_resolution(pipeline, train.cameras[0:1]).to(model.device)
     region = model.backdrops.head_region(frame, (int(camera.width), int(camera.height)))
     region = None if region is None else torch.from_numpy(region)
     backdrop = model.backdrops.tensor(frame, (SIZE, SIZE), model.device)

@@ -153,8 +153,8 @@ def measure_row(pipeline, out: dict, source: Path, work: Path, speech: Path, spe
 def training_resolution(pipeline, camera):
     """The camera at the resolution the model trained at: a run loaded for inference has full-resolution cameras."""
     factor = float(pipeline.datamanager.config.dataparser.downscale_factor or 1)
-    trained_height = int(pipeline.datamanager.train_dataset.cameras.height[0])
-    if int(camera.height[0]) > trained_height and factor > 1:
+    full_height = int(json.loads((Path(pipeline.datamanager.train_dataset.metadata["data_dir"]) / "transforms.json").read_text())["h"])
+    if int(camera.height[0]) >= full_height and factor > 1:
         camera.rescale_output_resolution(1.0 / factor)
     return camera
 

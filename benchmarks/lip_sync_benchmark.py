@@ -25,7 +25,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -110,7 +109,7 @@ def real_figures(dataset: Path, work: Path) -> dict:
 def run_row(row: str, source: Path, work: Path, minutes: float, speech: Path, speech_start: float, speech_seconds: float) -> dict:
     import torch  # noqa: PLC0415
 
-    from train_benchmark import setup_trainer  # noqa: PLC0415
+    from train_benchmark import setup_trainer, train_within  # noqa: PLC0415
 
     from dtnerf_ns.methods.dtnerf.dtnerf_config import dtnerf_small_config  # noqa: PLC0415
 
@@ -123,21 +122,8 @@ def run_row(row: str, source: Path, work: Path, minutes: float, speech: Path, sp
     torch.manual_seed(0)
     np.random.seed(0)
     trainer = setup_trainer(config, data, work / "runs" / slug(row), int(os.environ.get("LIP_SYNC_ITERATIONS", 3000)))
-    state = {"start": None, "steps": 0}
-    step_fn = trainer.train_iteration
-
-    def timed_step(step):
-        state["start"] = state["start"] or time.perf_counter()
-        result = step_fn(step)
-        state["steps"] += 1
-        if time.perf_counter() - state["start"] > minutes * 60:
-            trainer.stop_training = True
-        return result
-
-    trainer.train_iteration = timed_step  # type: ignore[method-assign]
-    trainer.train()  # saves a final checkpoint: --remeasure reads it
-    seconds = time.perf_counter() - state["start"]
-    out = {"row": row, "kind": kind, "iterations": state["steps"], "iterations_per_second": state["steps"] / seconds}
+    steps, seconds = train_within(trainer, minutes)  # ends with a checkpoint: --remeasure reads it
+    out = {"row": row, "kind": kind, "iterations": steps, "iterations_per_second": steps / seconds}
     return measure_row(trainer.pipeline, out, source, work, speech, speech_start, speech_seconds)
 
 

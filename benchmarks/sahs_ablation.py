@@ -19,7 +19,6 @@ import json
 import resource
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Dict, List
 
@@ -57,7 +56,7 @@ def run_row(row: str, data: Path, work: Path, minutes: float, stride: int) -> di
     import torch  # noqa: PLC0415
 
     sys.path.insert(0, str(REPO / "benchmarks"))
-    from train_benchmark import setup_trainer  # noqa: PLC0415
+    from train_benchmark import setup_trainer, train_within  # noqa: PLC0415
 
     preset, switches = ROWS[row]
     config = _config(preset)
@@ -67,21 +66,8 @@ def run_row(row: str, data: Path, work: Path, minutes: float, stride: int) -> di
     torch.manual_seed(0)
     np.random.seed(0)
     trainer = setup_trainer(config, data, work / "runs" / row, 3000)
-    state = {"start": None, "steps": 0}
-    step_fn = trainer.train_iteration
-
-    def timed_step(step):
-        state["start"] = state["start"] or time.perf_counter()
-        result = step_fn(step)
-        state["steps"] += 1
-        if time.perf_counter() - state["start"] > minutes * 60:
-            trainer.stop_training = True
-        return result
-
-    trainer.train_iteration = timed_step  # type: ignore[method-assign]
-    trainer.train()
-    seconds = time.perf_counter() - state["start"]
-    return {"row": row, "iterations": state["steps"], "iterations_per_second": state["steps"] / seconds,
+    steps, seconds = train_within(trainer, minutes)
+    return {"row": row, "iterations": steps, "iterations_per_second": steps / seconds,
             **measure(trainer.pipeline, stride),
             "peak_host_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2}  # fmt: skip
 

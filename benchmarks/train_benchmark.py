@@ -76,6 +76,27 @@ def evaluate(pipeline) -> dict:
     return {k: float(np.mean([r[k] for r in rows])) for k in rows[0]} | {"frames": len(rows)}
 
 
+def train_within(trainer, minutes: float, on_step=None) -> tuple:
+    """Trains until ``trainer``'s iterations are done or ``minutes`` have passed since the first step (the check runs
+    after each step); ``on_step(result)`` sees each step's result. Returns (steps, seconds)."""
+    state = {"start": None, "steps": 0}
+    step_fn = trainer.train_iteration
+
+    def timed_step(step):
+        state["start"] = state["start"] or time.perf_counter()
+        result = step_fn(step)
+        state["steps"] += 1
+        if on_step is not None:
+            on_step(result)
+        if time.perf_counter() - state["start"] > minutes * 60:
+            trainer.stop_training = True
+        return result
+
+    trainer.train_iteration = timed_step  # type: ignore[method-assign]
+    trainer.train()
+    return state["steps"], time.perf_counter() - state["start"]
+
+
 def setup_trainer(base_config, data: Path, output_dir: Path, iterations: int):
     """A set-up Trainer for a copy of ``base_config`` on ``data``: no evaluations or checkpoints during training,
     ``iterations`` steps (the fine stage starts at the preset's fraction of them) unless the caller's time budget ends
@@ -113,25 +134,8 @@ def main() -> int:
     np.random.seed(0)
     trainer = setup_trainer(dtnerf_small_config, data, args.output / "runs", args.iterations)
 
-    budget = args.minutes * 60
     losses = []
-    state = {"start": None, "steps": 0}
-    step_fn = trainer.train_iteration
-
-    def timed_step(step):
-        if state["start"] is None:
-            state["start"] = time.perf_counter()
-        result = step_fn(step)
-        losses.append(float(result[0]))
-        state["steps"] += 1
-        if time.perf_counter() - state["start"] > budget:
-            trainer.stop_training = True
-        return result
-
-    trainer.train_iteration = timed_step  # type: ignore[method-assign]
-    trainer.train()
-    seconds = time.perf_counter() - state["start"]
-    steps = state["steps"]
+    steps, seconds = train_within(trainer, args.minutes, lambda result: losses.append(float(result[0])))
 
     pipeline = trainer.pipeline
     true_audio = evaluate(pipeline)

@@ -121,9 +121,12 @@ def _block_labels(
             continue
         window_start = max(0, block_start - context)
         segments = decoder.decode(signal[window_start - offset : min(total, block_end + lookahead) - offset])
-        shift = window_start / SAMPLE_RATE
-        labels = step_labels([PhoneSegment(s.phone, s.start + shift, s.end + shift) for s in segments], last_step, rate)
-        out.append((first_step, viseme_indices(labels[first_step:last_step])))
+        # Times relative to the block's first step, so only the block's own steps are labelled.
+        shift = window_start / SAMPLE_RATE - first_step / rate
+        labels = step_labels(
+            [PhoneSegment(s.phone, s.start + shift, s.end + shift) for s in segments], last_step - first_step, rate
+        )
+        out.append((first_step, viseme_indices(labels)))
     return out
 
 

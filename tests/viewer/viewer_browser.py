@@ -71,7 +71,14 @@ class ViewerProcess:
     """``ns-viewer --load-config CONFIG --viewer.websocket-port PORT`` in its own process group; a context manager
     that always ends the whole group (also when the body fails)."""
 
-    def __init__(self, config: Path, log_path: Path, port: Optional[int] = None, command: Optional[List[str]] = None):
+    def __init__(
+        self,
+        config: Path,
+        log_path: Path,
+        port: Optional[int] = None,
+        command: Optional[List[str]] = None,
+        extra_args: Optional[List[str]] = None,
+    ):
         self.config = Path(config)
         self.port = port or free_port()
         self.log_path = Path(log_path)
@@ -84,6 +91,7 @@ class ViewerProcess:
             str(self.port),
             "--viewer.websocket-host",
             "127.0.0.1",
+            *(extra_args or []),
         ]
         self.proc: Optional[subprocess.Popen] = None
 

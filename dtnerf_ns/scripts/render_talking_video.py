@@ -1,13 +1,16 @@
-"""``dtnerf-render``: a talking video of the trained person, driven by any speech audio, with the sound in the file.
+"""``dtnerf-render``: a talking video of the trained person, driven by any speech audio, with the sound in the file,
+or (a model driven by expressions) by the facial expressions of a video or dataset.
 
-Example::
+Examples::
 
     dtnerf-render --load-config outputs/me/dtnerf/2026-11-21_120000/config.yml --audio speech.mp3 --output talk.mp4
+    dtnerf-render --load-config outputs/me/sahs-nerf/2026-11-21_120000/config.yml --expressions-from other.mp4 -o re.mp4
 
 The audio goes through the same feature pipeline as ``dtnerf-process`` (:mod:`data_processing.audio`). Each output frame
 is rendered with the new audio window, a head pose and the eye blink of a training frame (by default the training
 frames are walked forward and back, so the head keeps moving naturally for any audio length), and the head is
-composited over that training frame's head-less image (torso + background), as ER-NeRF renders new audio.
+composited over that training frame's head-less image (torso + background), as ER-NeRF renders new audio. With
+``--expressions-from`` each frame gets the driver's expression instead (:mod:`dtnerf_ns.scripts.expression_driver`).
 """
 
 from __future__ import annotations
@@ -18,9 +21,8 @@ import time
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
-from typing import Optional, Tuple
+from typing import Literal, Optional, Tuple
 
 import numpy as np
 import tyro
@@ -29,60 +31,16 @@ from typing_extensions import Annotated
 
 from data_processing.dataset_layout import frame_time
 from data_processing.errors import ProcessingError
+from dtnerf_ns.scripts.mp4_writer import Mp4Writer
+from dtnerf_ns.scripts.render_errors import RenderError
+from dtnerf_ns.scripts.render_poses import nearest_poses, ping_pong, read_pose_file
 from dtnerf_ns.scripts.trained_model import TrainedModelError
 
 MIN_RMS = 1e-4
 """Audio quieter than this (RMS of the [-1, 1] signal, about -80 dBFS) counts as silent."""
 
 
-class RenderError(Exception):
-    """Bad input for dtnerf-render; the message is printed as one line."""
-
-
-# ---------------------------------------------------------------- head poses
-def ping_pong(num_sources: int, num_frames: int) -> np.ndarray:
-    """Indices 0, 1, ..., n-1, n-2, ..., 1, 0, 1, ... of length ``num_frames`` (forward and back, never jumping)."""
-    if num_sources == 1:
-        return np.zeros(num_frames, dtype=np.int64)
-    period = 2 * (num_sources - 1)
-    phase = np.arange(num_frames) % period
-    return np.where(phase < num_sources, phase, period - phase).astype(np.int64)
-
-
-def read_pose_file(path: Path) -> Float[np.ndarray, "poses 3 4"]:
-    """Camera-to-world poses in the dataset's convention (as in its transforms.json).
-
-    Accepts ``.npy`` of shape [K, 4, 4] or [K, 3, 4], or a ``.json`` with ``frames[i].transform_matrix`` (the layout
-    of the dataset's own transforms.json).
-    """
-    import json  # noqa: PLC0415
-
-    if not path.is_file():
-        raise RenderError(f"pose file not found: {path}")
-    try:
-        if path.suffix.lower() == ".npy":
-            poses = np.load(path, allow_pickle=False)
-        else:
-            poses = np.array([f["transform_matrix"] for f in json.loads(path.read_text())["frames"]], dtype=np.float64)
-    except Exception as err:  # noqa: BLE001 - any parse failure is "unreadable pose file"
-        raise RenderError(
-            f"cannot read poses from {path} ({type(err).__name__}); use .npy [K,4,4] or a transforms.json-style file."
-        ) from err
-    if poses.ndim != 3 or poses.shape[0] == 0 or poses.shape[1:] not in ((4, 4), (3, 4)) or not np.isfinite(poses).all():
-        raise RenderError(f"{path}: expected K camera-to-world poses of shape [K, 4, 4] or [K, 3, 4], got {poses.shape}")
-    return poses[:, :3, :4].astype(np.float32)
-
-
-def nearest_poses(
-    queries: Float[np.ndarray, "q 3 4"], references: Float[np.ndarray, "r 3 4"], scene_scale: float
-) -> np.ndarray:
-    """Index of the closest reference pose for each query (rotation angle in radians + distance / scene_scale)."""
-    rel = np.einsum("qij,rkj->qrik", queries[:, :, :3], references[:, :, :3])  # R_q R_r^T
-    cos = np.clip((np.trace(rel, axis1=2, axis2=3) - 1.0) / 2.0, -1.0, 1.0)
-    dist = np.linalg.norm(queries[:, None, :, 3] - references[None, :, :, 3], axis=-1)
-    return np.argmin(np.arccos(cos) + dist / scene_scale, axis=1)
-
-
+# ---------------------------------------------------------------- audio
 def smooth_windows(
     windows: Float[np.ndarray, "frames steps channels"],
 ) -> Float[np.ndarray, "frames steps channels"]:
@@ -95,72 +53,12 @@ def smooth_windows(
     return (0.25 * padded[:-2] + 0.5 * padded[1:-1] + 0.25 * padded[2:]).astype(np.float32)
 
 
-# ---------------------------------------------------------------- video writing
-class Mp4Writer:
-    """H.264 video + AAC audio into an mp4, written to a hidden temporary file and renamed only when complete."""
-
-    def __init__(self, path: Path, width: int, height: int, fps: float, audio: Float[np.ndarray, "samples"], rate: int):
-        import av  # noqa: PLC0415
-
-        self.path = path
-        self.tmp = path.with_name(f".{path.stem}.partial{path.suffix}")
-        try:
-            self.container = av.open(str(self.tmp), mode="w", format="mp4")
-        except Exception as err:  # noqa: BLE001 - unwritable directory, bad name, ...
-            raise RenderError(f"cannot write {path}: {err}") from err
-        self.video = self.container.add_stream("libx264", rate=Fraction(fps).limit_denominator(1001))
-        self.video.width, self.video.height = width, height
-        self.video.pix_fmt = "yuv420p"  # plays everywhere (browsers, phones, QuickTime)
-        self.video.options = {"crf": "18", "preset": "medium"}
-        self.audio = self.container.add_stream("aac", rate=rate)
-        self.audio.layout = "mono"
-        self._audio_pcm = (np.clip(audio, -1.0, 1.0) * 32767.0).astype(np.int16)
-        self._rate = rate
-
-    def write_frame(self, rgb: np.ndarray) -> None:
-        import av  # noqa: PLC0415
-
-        frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        for packet in self.video.encode(frame):
-            self.container.mux(packet)
-
-    def _write_audio(self) -> None:
-        import av  # noqa: PLC0415
-
-        chunk = 1024  # AAC frame size
-        for start in range(0, len(self._audio_pcm), chunk):
-            samples = self._audio_pcm[start : start + chunk]
-            frame = av.AudioFrame.from_ndarray(samples[None], format="s16", layout="mono")
-            frame.sample_rate = self._rate
-            frame.pts = start
-            frame.time_base = Fraction(1, self._rate)
-            for packet in self.audio.encode(frame):
-                self.container.mux(packet)
-        for packet in self.audio.encode(None):
-            self.container.mux(packet)
-
-    def close(self) -> None:
-        """Flushes both streams and moves the finished file into place."""
-        for packet in self.video.encode(None):
-            self.container.mux(packet)
-        self._write_audio()
-        self.container.close()
-        os.replace(self.tmp, self.path)
-
-    def abort(self) -> None:
-        """Drops the partial file."""
-        try:
-            self.container.close()
-        except Exception:  # noqa: BLE001 - the container may be half-initialised; the file goes either way
-            pass
-        self.tmp.unlink(missing_ok=True)
-
-
 # ---------------------------------------------------------------- the command
 @dataclass
 class RenderTalkingVideo:
     """Render a talking video of a trained model (dtnerf or any method of this package) driven by new speech, with
-    the audio muxed in (H.264 mp4).
+    the audio muxed in (H.264 mp4); or, for a model trained with --pipeline.model.driver expression, driven by the
+    facial expressions of a video or dataset (--expressions-from), with its sound when it has one.
 
     Head poses and eye blinks replay the training frames (forward and back) unless --pose-frame or --poses is given.
     The render is composited over the backdrop of the training frame of the same pose (the head-less frame for
@@ -169,19 +67,26 @@ class RenderTalkingVideo:
 
     load_config: Path
     """config.yml of the trained run (written by ns-train)."""
-    audio: Path
-    """Driving speech: wav, mp3, m4a, or a video file's audio track (any sample rate, any channels)."""
+    audio: Optional[Path] = None
+    """Driving speech: wav, mp3, m4a, or a video file's audio track (any sample rate, any channels). Give either
+    --audio (audio-driven models) or --expressions-from (expression-driven models)."""
+    expressions_from: Optional[Path] = None
+    """Drive an expression-driven model with the facial expressions of this video (its face is tracked as
+    dtnerf-process does) or dtnerf-process dataset directory, resampled to the model's frame rate; its sound, if
+    any, is muxed in. Another person's expressions transfer as changes from their own mean face."""
+    split: Literal["all", "train", "test"] = "all"
+    """With a dataset in --expressions-from: follow its frames of this split (test: the held-out frames)."""
     output: Annotated[Path, tyro.conf.arg(aliases=["-o"])] = Path("talking.mp4")
-    """The mp4 to write (H.264 + AAC)."""
+    """The mp4 to write (H.264, with AAC sound when the driver has sound)."""
     audio_features: Optional[Path] = None
     """The driving audio's features from your own encoder (.npy), for a model whose dataset was made with
     dtnerf-process --audio-features: [N, 16, C] windows (one per output frame) or [T, C] at 50 Hz, covering the
     --start/--duration span of --audio."""
     start: float = 0.0
-    """Seconds to skip at the start of the audio. The features of the span are those it has inside the whole file
-    (computed with the audio before it as context)."""
+    """Seconds to skip at the start of the audio (or of the --expressions-from driver). The features of the span are
+    those it has inside the whole file (computed with the audio before it as context)."""
     duration: Optional[float] = None
-    """Seconds of audio to render (default: all of it)."""
+    """Seconds of audio (or driver) to render (default: all of it)."""
     pose_frame: Optional[int] = None
     """Keep the head still in the pose of this training frame (dataset frame index; blinks still replay the training
     frames)."""
@@ -214,8 +119,18 @@ class RenderTalkingVideo:
             raise RenderError(f"{self.audio}: the audio is silent; pass a file with speech in it.")
         return whole, signal
 
-    def _driving_windows(self, whole: np.ndarray, trained_kind: str, num_frames: int, fps: float) -> np.ndarray:
-        """The span's feature windows, of the kind the model was trained on."""
+    def _driving_windows(self, whole: np.ndarray, metadata: dict, num_frames: int, fps: float) -> np.ndarray:
+        """The span's feature windows, of the kind and shape the model was trained on (smoothed with --smooth)."""
+        windows = self._feature_windows(whole, str(metadata["audio_feature_kind"]), num_frames, fps)
+        trained_shape = tuple(metadata["audio_features"].shape[1:])
+        if windows.shape[1:] != trained_shape:
+            raise RenderError(
+                f"--audio-features {self.audio_features}: windows of {list(windows.shape[1:])} per frame, but the model "
+                f"was trained on {list(trained_shape)}; use the encoder that made the training features."
+            )
+        return smooth_windows(windows) if self.smooth else windows
+
+    def _feature_windows(self, whole: np.ndarray, trained_kind: str, num_frames: int, fps: float) -> np.ndarray:
         from data_processing import audio_features  # noqa: PLC0415
 
         if audio_features.is_external(trained_kind) or self.audio_features is not None:
@@ -249,6 +164,12 @@ class RenderTalkingVideo:
         return signal[: int(round(num_frames / fps * SAMPLE_RATE))], num_frames
 
     def _check_options(self) -> None:
+        if (self.audio is None) == (self.expressions_from is None):
+            raise RenderError("give either --audio SPEECH or --expressions-from VIDEO_OR_DATASET (exactly one).")
+        if self.expressions_from is not None and (self.audio_features is not None or self.smooth):
+            raise RenderError("--audio-features and --smooth apply to --audio; drop them with --expressions-from.")
+        if self.audio is not None and self.split != "all":
+            raise RenderError("--split applies to a dataset given to --expressions-from; drop it with --audio.")
         for name, ok, hint in (
             ("--start", self.start >= 0, "0 or more seconds"),
             ("--duration", self.duration is None or self.duration > 0, "a positive number of seconds"),
@@ -274,31 +195,41 @@ class RenderTalkingVideo:
 
         from data_processing.audio import SAMPLE_RATE  # noqa: PLC0415
         from dtnerf_ns.core.compositing import Backdrops  # noqa: PLC0415
+        from dtnerf_ns.scripts.expression_driver import driver_kind  # noqa: PLC0415
         from dtnerf_ns.scripts.trained_model import load_trained_model  # noqa: PLC0415
 
         console = Console(stderr=True)
-        whole, signal = self._read_audio()  # before the (slow) model load: bad audio fails fast
+        # Before the (slow) model load, so bad input fails fast.
+        if self.audio is not None:
+            whole, signal = self._read_audio()
+        else:
+            driver_kind(self.expressions_from, self.split)
         with console.status("Loading the model"):
             trained = load_trained_model(self.load_config)
         model, data_dir = trained.model, trained.data_dir
-        if not model.driven_by_audio:
+        if self.audio is not None and not model.driven_by_audio:
             raise RenderError(
-                f"{self.load_config}: this model is driven by expression coefficients, not audio; train one with "
-                f"--pipeline.model.driver audio to render speech, or evaluate this one on its test frames with dtnerf-eval."
+                f"{self.load_config}: this model is driven by expression coefficients, not audio; drive it with "
+                f"--expressions-from VIDEO_OR_DATASET instead of --audio."
+            )
+        if self.expressions_from is not None and model.driven_by_audio:
+            raise RenderError(
+                f"{self.load_config}: this model is driven by audio, not expressions; pass speech with --audio (or train "
+                f"sahs-nerf with --pipeline.model.driver expression to use --expressions-from)."
             )
         outputs = trained.pipeline.datamanager.train_dataparser_outputs
         fps = float(outputs.metadata["fps"])
-        signal, num_frames = self._frames_for(signal, fps)
-        with console.status("Computing audio features"):
-            windows = self._driving_windows(whole, str(outputs.metadata["audio_feature_kind"]), num_frames, fps)
-        trained_shape = tuple(outputs.metadata["audio_features"].shape[1:])
-        if windows.shape[1:] != trained_shape:
-            raise RenderError(
-                f"--audio-features {self.audio_features}: windows of {list(windows.shape[1:])} per frame, but the model "
-                f"was trained on {list(trained_shape)}; use the encoder that made the training features."
-            )
-        if self.smooth:
-            windows = smooth_windows(windows)
+        if self.audio is not None:
+            signal, num_frames = self._frames_for(signal, fps)
+            with console.status("Computing audio features"):
+                windows = self._driving_windows(whole, outputs.metadata, num_frames, fps)
+            drive = {"audio_features": torch.from_numpy(windows)}
+            driver = "the audio"
+        else:
+            expressions = self.driver_expressions(data_dir, fps, console)
+            signal, num_frames = expressions.audio, len(expressions.coefficients)
+            drive = {"expression": torch.from_numpy(expressions.coefficients)}
+            driver = f"the expressions of {self.expressions_from} ({expressions.transfer} transfer)"
 
         # Poses: which training image (camera row) gives each output frame its pose, backdrop and blink.
         cameras = outputs.cameras  # full resolution (inference mode), dataset coordinates
@@ -335,11 +266,11 @@ class RenderTalkingVideo:
 
         writer = Mp4Writer(self.output, out_w, out_h, fps, signal, SAMPLE_RATE)
         console.print(
-            f"Rendering {num_frames} frames ({num_frames / fps:.2f} s at {fps:g} fps), head at "
+            f"Rendering {num_frames} frames ({num_frames / fps:.2f} s at {fps:g} fps) driven by {driver}, head at "
             f"{int(full_w * render_scale)}x{int(full_h * render_scale)}, video at {out_w}x{out_h}"
         )
         try:
-            with model.driven_by(audio_features=torch.from_numpy(windows), source_frames=torch.from_numpy(source_frames)):
+            with model.driven_by(**drive, source_frames=torch.from_numpy(source_frames)):
                 self._render_frames(
                     model, cameras, source, source_frames, pose_override, render_scale, (out_h, out_w), backdrops,
                     writer, console,
@@ -348,8 +279,15 @@ class RenderTalkingVideo:
         except BaseException:
             writer.abort()
             raise
-        console.print(f"[bold green]Wrote {self.output}[/] ({num_frames} frames, {len(signal) / SAMPLE_RATE:.2f} s, with audio)")
+        sound = "no audio" if signal is None else "with audio"
+        console.print(f"[bold green]Wrote {self.output}[/] ({num_frames} frames, {num_frames / fps:.2f} s, {sound})")
         return self.output
+
+    def driver_expressions(self, data_dir: Path, fps: float, console=None):
+        """The expression coefficients handed to the model, one per output frame (and the driver's sound)."""
+        from dtnerf_ns.scripts.expression_driver import expressions_from  # noqa: PLC0415
+
+        return expressions_from(self.expressions_from, data_dir, fps, self.start, self.duration, self.split, console)
 
     def _render_frames(
         self, model, cameras, source, source_frames, pose_override, render_scale, out_hw, backdrops, writer, console

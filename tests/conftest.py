@@ -113,3 +113,17 @@ def tiny_sahs_trained_config(tiny_dtnerf_dataset: Path, tmp_path_factory) -> Pat
     trainer.setup()
     trainer.train()
     return config.get_base_dir() / "config.yml"
+
+
+@pytest.fixture(scope="session")
+def tiny_sahs_expression_config(tiny_dtnerf_dataset: Path, tmp_path_factory) -> Path:
+    """config.yml of a sahs-nerf-small model driven by expression coefficients, trained for 10 iterations on the tiny
+    dataset (enough to load and render; for dtnerf-render --expressions-from)."""
+    import torch  # noqa: PLC0415
+
+    torch.manual_seed(0)
+    config = _tiny_sahs_config(tiny_dtnerf_dataset, tmp_path_factory.mktemp("sahs_expression"), 10, driver="expression")
+    trainer = config.setup(local_rank=0, world_size=1)
+    trainer.setup()
+    trainer.train()
+    return config.get_base_dir() / "config.yml"

@@ -54,6 +54,15 @@ class TalkingHeadModelConfig(ModelConfig):
     audio_augment_noise: float = 0.02
     """Training only: standard deviation of per-value Gaussian noise on the audio features (feature units)."""
 
+    def saved_setting(self, name: str, before: object) -> object:
+        """``name``'s value, or ``before`` for a run saved before the setting existed.
+
+        nerfstudio reloads a run's config.yml by setting the saved attributes on a bare instance, so a field added
+        since then is absent from the instance and would read as today's default; ``before`` is the behaviour the
+        run was trained with (its checkpoint has no weights for the newer default).
+        """
+        return vars(self).get(name, before)
+
 
 class TalkingHeadModel(Model):
     """Base of every method of this package (see module docstring). Needs the talking-head-data metadata."""

@@ -28,23 +28,14 @@ class DTNeRFModelConfig(TalkingHeadModelConfig):
     """Hash grids / MLPs: tcnn when importable (falls back to torch with a warning), or torch."""
 
     # ---- conditioning (audio settings: TalkingHeadModelConfig)
-    def saved_setting(self, name: str, before: object) -> object:
-        """``name``'s value, or ``before`` for a run saved before the setting existed.
-
-        nerfstudio reloads a run's config.yml by setting the saved attributes on a bare instance, so a field added
-        since then is absent from the instance and would read as today's default; ``before`` is the behaviour the
-        run was trained with (its checkpoint has no weights for the newer default).
-        """
-        return vars(self).get(name, before)
-
     use_blink: bool = True
+    """Condition the face colour on the frame's eye blink."""
     use_audio_gate: bool = True
     """Gate the face field's audio conditioning per position, so that what does not speak (hair, head outline) can
     ignore the audio (ER-NeRF's audio channel attention; the paper is silent)."""
     use_eye_gate: bool = True
     """Feed the blink to the face field's density through a per-position eye gate, so that closed eyes change shape
     and show in renders (ER-NeRF); without it blink reaches the colour only."""
-    """Condition the face colour on the frame's eye blink."""
 
     # ---- field
     num_levels: int = 16

@@ -5,11 +5,14 @@ deforms every sample into a canonical hyper-space and reads colour, density and 
 (``sahs_field.py``). Head and torso are rendered together and composited over the static background (the core's
 "background" backdrop). Loss: photometric MSE + λ semantic cross-entropy (Eqs. 12-14), on the coarse and fine renders
 of the paper's template, or on the render plus nerfacto's proposal losses with the hash template. The running
-per-class losses set the datamanager's ray probabilities (Eq. 3, ``dynamic_ray_weights.py``).
+per-class losses set the datamanager's ray probabilities (Eq. 3, ``dynamic_ray_weights.py``). The texture
+enhancement network G is trained in the datamanager's patch stage with the NeRF frozen, and enhances every final
+frame (``texture_stage.py``).
 """
 
 from __future__ import annotations
 
+import sys
 from typing import Any, Dict, List, Optional, Tuple
 
 import numpy as np
@@ -22,6 +25,7 @@ from nerfstudio.model_components.ray_samplers import PDFSampler, ProposalNetwork
 from nerfstudio.model_components.renderers import AccumulationRenderer, DepthRenderer
 from nerfstudio.model_components.scene_colliders import AABBBoxCollider
 from nerfstudio.utils import colormaps
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch import Tensor, nn
 from torch.nn import Parameter
 
@@ -39,6 +43,7 @@ from dtnerf_ns.methods.sahs.sahs_field import SEMANTICS as FIELD_SEMANTICS
 from dtnerf_ns.methods.sahs.sahs_field import SAHSField
 from dtnerf_ns.methods.sahs.sahs_model_config import SAHSModelConfig
 from dtnerf_ns.methods.sahs.semantic_rendering import render_semantics, semantic_cross_entropy
+from dtnerf_ns.methods.sahs.texture_stage import TextureStage, choose_reference_frame
 
 
 class SAHSModel(TalkingHeadModel):
@@ -115,6 +120,14 @@ class SAHSModel(TalkingHeadModel):
             class_weight_vector(SEMANTIC_CLASSES, c.class_weights), c.class_loss_momentum, c.class_probability_floor
         )
         self._probabilities: Optional[Tensor] = None
+        self.texture: Optional[TextureStage] = None
+        if c.saved_setting("use_texture_enhancement", False):  # runs saved before TE existed have no G
+            reference = choose_reference_frame(
+                self.conditioning.train_frame_indices, self.conditioning.blink, self.conditioning.expression
+            )
+            feature_dim = c.audio_dim if c.driver == "audio" else 0  # the paper injects audio only
+            self.texture = TextureStage(reference, self.data_dir, c.texture_channels, feature_dim)
+        self._in_texture_stage = False
 
     # ------------------------------------------------------------------ training set-up
     def get_param_groups(self) -> Dict[str, List[Parameter]]:
@@ -131,16 +144,42 @@ class SAHSModel(TalkingHeadModel):
             groups["audio"] = list(self.conditioning.audio_encoder.parameters())
         if self.field_coarse is None:
             groups["proposal_networks"] = list(self.proposal_networks.parameters())
+        if self.texture is not None:
+            groups["texture"] = list(self.texture.parameters())
         return groups
 
     def get_training_callbacks(self, training_callback_attributes: TrainingCallbackAttributes) -> List[TrainingCallback]:
+        datamanager = getattr(training_callback_attributes.pipeline, "datamanager", None)
+        self._set_up_texture_stage(datamanager)
+
         def set_step(step: int) -> None:
             self.step = step
+            self._in_texture_stage = self.texture is not None and datamanager.in_fine_stage(step)
 
         callbacks = [TrainingCallback([TrainingCallbackLocation.BEFORE_TRAIN_ITERATION], set_step)]
         if self.field_coarse is None:
             callbacks.append(TrainingCallback([TrainingCallbackLocation.AFTER_TRAIN_ITERATION], self.proposal_sampler.step_cb))
         return callbacks
+
+    def _set_up_texture_stage(self, datamanager: Any) -> None:
+        """TE on: the datamanager's patch stage trains G (refused without one). TE off: no patch stage."""
+        start = getattr(datamanager, "fine_stage_start", None)
+        if self.texture is None:
+            if start is not None:
+                datamanager.fine_stage_start = None
+                CONSOLE.print("Texture enhancement is off: no patch stage, every step trains the NeRF.")
+            return
+        if start is None:
+            print(
+                "sahs-nerf: texture enhancement is trained in the datamanager's patch stage: set "
+                "--pipeline.datamanager.fine-stage-fraction (e.g. 0.8), or --pipeline.model.use-texture-enhancement False.",
+                file=sys.stderr,
+                flush=True,
+            )
+            sys.exit(1)
+        cameras = datamanager.train_dataset.cameras
+        self.texture.size.copy_(torch.tensor([int(cameras.height.reshape(-1)[0]), int(cameras.width.reshape(-1)[0])]))
+        CONSOLE.print(f"Texture enhancement: G trains from step {start} on (NeRF frozen), at {int(cameras.width.reshape(-1)[0])} px.")
 
     def ray_class_probabilities(self, step: int) -> Optional[Tensor]:
         """Eq. 3's probabilities for the datamanager (CPU), refreshed every ``class_probability_refresh`` steps."""
@@ -164,6 +203,15 @@ class SAHSModel(TalkingHeadModel):
         ray_bundle.metadata = metadata
         return ray_bundle
 
+    def post_process(self, rgb: Tensor, frame: int) -> Tensor:
+        """Texture enhancement of a final frame (identity without a trained G)."""
+        if self.texture is None or not self.texture.trained:
+            return rgb
+        feature = None
+        if self.texture.uses_feature:
+            feature = self.conditioning.audio_codes(torch.tensor([frame], device=self.device))
+        return self.texture.enhance_frame(rgb, feature)
+
     def _render(self, field: SAHSField, ray_samples: RaySamples) -> Tuple[Dict[str, Tensor], Tensor]:
         out = field(ray_samples)
         weights = ray_samples.get_weights(out[FieldHeadNames.DENSITY])
@@ -176,7 +224,19 @@ class SAHSModel(TalkingHeadModel):
         return rendered, weights
 
     def get_outputs(self, ray_bundle: RayBundle) -> Dict[str, Any]:
-        ray_bundle = self._conditioning(ray_bundle)
+        if self.training and self._in_texture_stage:
+            # Stage II: the frozen NeRF renders as at inference (no jitter, no audio augmentation) for G.
+            with torch.no_grad():
+                self.train(False)
+                try:
+                    outputs = self._render_rays(self._conditioning(ray_bundle))
+                    outputs["texture_feature"] = ray_bundle.metadata["feature"].reshape(-1, ray_bundle.metadata["feature"].shape[-1])
+                finally:
+                    self.train(True)
+            return outputs
+        return self._render_rays(self._conditioning(ray_bundle))
+
+    def _render_rays(self, ray_bundle: RayBundle) -> Dict[str, Any]:
         outputs: Dict[str, Any] = {}
         if self.field_coarse is not None:
             coarse_samples = self.sampler_uniform(ray_bundle)
@@ -198,7 +258,23 @@ class SAHSModel(TalkingHeadModel):
     def _levels(self) -> List[str]:
         return ["", "_coarse"] if self.field_coarse is not None else [""]
 
+    def _texture_batch(self, outputs: Dict[str, Any], batch: Dict[str, Any]) -> Tuple[Tensor, Tensor, Tensor]:
+        """(ground truth, render, enhanced render) of a texture-stage patch batch (G runs once per batch)."""
+        gt, raw = self.composite_batch(outputs, batch)
+        if "rgb_enhanced" not in outputs:
+            assert self.texture is not None
+            feature = outputs.get("texture_feature") if self.texture.uses_feature else None
+            indices = batch["indices"].to(self.device)
+            outputs["rgb_enhanced"] = self.texture.enhance_patches(raw.clamp(0, 1), indices, int(batch["patch_size"]), feature)
+        return gt, raw, outputs["rgb_enhanced"]
+
     def get_metrics_dict(self, outputs, batch) -> Dict[str, Tensor]:
+        if self.training and self._in_texture_stage:
+            gt, raw, enhanced = self._texture_batch(outputs, batch)
+            return {
+                "psnr": -10.0 * torch.log10(torch.mean((enhanced.detach() - gt) ** 2).clamp_min(1e-10)),
+                "psnr_raw": -10.0 * torch.log10(torch.mean((raw - gt) ** 2).clamp_min(1e-10)),
+            }
         gt, pred = self.composite_batch(outputs, batch)
         metrics = {"psnr": -10.0 * torch.log10(torch.mean((pred.detach() - gt) ** 2).clamp_min(1e-10))}
         if self.training and self.field_coarse is None:
@@ -207,6 +283,11 @@ class SAHSModel(TalkingHeadModel):
 
     def get_loss_dict(self, outputs, batch, metrics_dict=None) -> Dict[str, Tensor]:
         c = self.config
+        if self.training and self._in_texture_stage:  # stage II: L2 of I_f only (the NeRF gets no gradient)
+            assert self.texture is not None
+            gt, _, enhanced = self._texture_batch(outputs, batch)
+            self.texture.trained_steps += 1  # on the device: no sync
+            return {"texture_loss": c.texture_loss_mult * torch.mean((enhanced - gt) ** 2)}
         gt = batch["image"][..., :3].to(self.device)
         background = self.batch_backdrop(batch)
         labels = batch[SEMANTICS].to(self.device).reshape(-1) if SEMANTICS in batch else None
@@ -233,12 +314,17 @@ class SAHSModel(TalkingHeadModel):
         self, outputs: Dict[str, Tensor], batch: Dict[str, Tensor]
     ) -> Tuple[Dict[str, float], Dict[str, Tensor]]:
         gt, pred = self.composite_batch(outputs, batch)
+        raw = pred.clamp(0, 1)
+        if "rgb_raw" in outputs:  # the final frame is the enhanced one (get_outputs_for_camera)
+            pred = outputs["rgb"].to(gt).clamp(0, 1)
         pred = pred.clamp(0, 1)
         metrics = self.image_metrics(gt, pred, batch)
+        if "rgb_raw" in outputs:
+            metrics["psnr_raw"] = float(-10 * torch.log10(torch.mean((raw - gt) ** 2).clamp_min(1e-10)))
         colours = torch.tensor(CLASS_COLOURS, dtype=torch.float32, device=self.device) / 255.0
         labels = outputs["semantics"].argmax(dim=-1)
         images = {
-            "img": torch.cat([gt, pred], dim=1),
+            "img": torch.cat([gt, pred] + ([raw] if "rgb_raw" in outputs else []), dim=1),
             "semantics": colours[labels],
             "accumulation": colormaps.apply_colormap(outputs["accumulation"]),
             "depth": colormaps.apply_depth_colormap(outputs["depth"], accumulation=outputs["accumulation"]),

@@ -25,6 +25,10 @@ class SAHSModelConfig(TalkingHeadModelConfig):
     use_deformation: bool = True
     """The whole hyper-space deformation module (HDM: global deformation and ambient lifting); off: a template
     conditioned on nothing but the point."""
+    use_texture_enhancement: bool = True
+    """Texture enhancement (TE, ``texture_stage.py``): G is trained in the datamanager's patch stage (from
+    ``--pipeline.datamanager.fine-stage-fraction`` of the steps on, NeRF frozen) and enhances every final frame; off:
+    every step trains the NeRF and frames are shown as rendered."""
 
     # ---- dynamic weighted sampling
     class_weights: Dict[str, float] = field(default_factory=lambda: {"lips": 1.1, "inner_mouth": 1.1})
@@ -36,6 +40,12 @@ class SAHSModelConfig(TalkingHeadModelConfig):
     """Lowest sampling probability of a class (ours: keeps every class drawable)."""
     class_probability_refresh: int = 10
     """Steps between handing new probabilities to the datamanager (one device-to-host copy each)."""
+
+    # ---- texture enhancement
+    texture_channels: Tuple[int, ...] = (32, 64, 128)
+    """G's feature channels per scale, full resolution first (each further scale halves the resolution)."""
+    texture_loss_mult: float = 1.0
+    """Weight of G's L2 loss in the texture stage."""
 
     # ---- losses
     semantic_loss_mult: float = 0.02

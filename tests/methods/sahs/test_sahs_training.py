@@ -96,7 +96,7 @@ def test_the_papers_template_trains_coarse_and_fine(tiny_dtnerf_dataset: Path, t
     model = trainer.pipeline.model
     assert model.field_coarse is not None and model.field_coarse.deformation is model.field.deformation
     groups = model.get_param_groups()
-    assert set(groups) == {"template_mlp", "deformation", "audio"}
+    assert set(groups) == {"template_mlp", "deformation", "audio", "texture"}
     camera = trainer.pipeline.datamanager.eval_dataset.cameras[0:1]
     model.eval()
     outputs = model.get_outputs_for_camera(camera)

@@ -164,8 +164,15 @@ def measure(pipeline, stride: int, strip: "Path | None") -> dict:
     if crops and strip is not None:
         from PIL import Image  # noqa: PLC0415
 
+        from PIL import ImageDraw  # noqa: PLC0415
+
         columns = np.concatenate(crops, axis=1)  # each crop: ground truth / before G / after G, top to bottom
-        Image.fromarray(columns).save(strip)
+        side = columns.shape[0] // 3
+        labels = Image.new("RGB", (110, columns.shape[0]), "white")
+        draw = ImageDraw.Draw(labels)
+        for k, text in enumerate(("ground truth", "before G (w/o TE)", "after G (Ours)")):
+            draw.text((4, k * side + side // 2 - 6), text, fill="black")
+        Image.fromarray(np.concatenate([np.asarray(labels), columns], axis=1)).save(strip)
         out["strip"] = str(strip)
     return out
 

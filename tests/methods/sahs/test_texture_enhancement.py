@@ -187,7 +187,10 @@ def test_stage_switch(tiny_dtnerf_dataset: Path, tiny_sahs_config, tmp_path: Pat
 
 
 def test_post_process_applied_once_by_every_consumer(tiny_sahs_trained_config: Path, tmp_path: Path, monkeypatch):
-    """The viewer and ns-render (get_outputs_for_camera), dtnerf-eval and dtnerf-render each enhance every frame once."""
+    """The viewer and ns-render (get_outputs_for_camera), dtnerf-eval and dtnerf-render each enhance every frame once
+    (counted in this process; ns-render, a subprocess, by its rgb and rgb_raw outputs)."""
+    from PIL import Image
+
     from dtnerf_ns.methods.sahs.sahs_model import SAHSModel
     from dtnerf_ns.scripts.evaluate import EvaluateDTNeRF
     from dtnerf_ns.scripts.render_talking_video import RenderTalkingVideo
@@ -213,7 +216,17 @@ def test_post_process_applied_once_by_every_consumer(tiny_sahs_trained_config: P
     assert sorted(calls) == sorted(set(calls)) and len(calls) == len(cameras)  # each test frame once
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "scripts"))
+    from test_ns_render import ns_render  # noqa: PLC0415
     from test_render_talking_video import probe, write_audio  # noqa: PLC0415
+
+    # ns-render (a subprocess: counted by its output) writes the final frames and, on request, those before G.
+    renders = tmp_path / "renders"
+    ns_render("dataset", "--load-config", str(tiny_sahs_trained_config), "--split", "test", "--output-path",
+              str(renders), "--rendered-output-names", "rgb", "rgb_raw")  # fmt: skip
+    final, raw = sorted((renders / "test" / "rgb").glob("*")), sorted((renders / "test" / "rgb_raw").glob("*"))
+    assert len(final) == len(raw) == len(cameras)
+    read = [np.asarray(Image.open(path).convert("RGB"), dtype=np.float32) for path in (final[0], raw[0])]
+    assert np.abs(read[0] - read[1]).mean() > 0.01
 
     calls.clear()
     out = tmp_path / "talk.mp4"

@@ -172,7 +172,7 @@ class SAHSModel(TalkingHeadModel):
         if start is None:
             print(
                 "sahs-nerf: texture enhancement is trained in the datamanager's patch stage: set "
-                "--pipeline.datamanager.fine-stage-fraction (e.g. 0.8), or --pipeline.model.use-texture-enhancement False.",
+                "--pipeline.datamanager.fine-stage-fraction (e.g. 0.9), or --pipeline.model.use-texture-enhancement False.",
                 file=sys.stderr,
                 flush=True,
             )

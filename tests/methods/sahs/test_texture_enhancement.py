@@ -137,10 +137,10 @@ def _quiet(config, iterations):
 
 def test_texture_stage_trains_g_with_the_nerf_frozen(tiny_dtnerf_dataset: Path, tiny_sahs_config, tmp_path: Path):
     config = _quiet(tiny_sahs_config(tiny_dtnerf_dataset, tmp_path / "outputs", 10), 10)
-    assert config.pipeline.datamanager.fine_stage_fraction == 0.8  # the preset's texture stage
+    assert config.pipeline.datamanager.fine_stage_fraction == 0.9  # the preset's texture stage
     trainer = _train(config)
     model, datamanager = trainer.pipeline.model, trainer.pipeline.datamanager
-    assert datamanager.fine_stage_start == 8 and int(model.texture.trained_steps) == 2
+    assert datamanager.fine_stage_start == 9 and int(model.texture.trained_steps) == 1
     assert model.texture.size.tolist() == [64, 64] and "texture" in model.get_param_groups()
 
     # One texture-stage step by hand: only G receives gradients, and the loss is G's L2.

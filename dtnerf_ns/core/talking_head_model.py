@@ -115,6 +115,12 @@ class TalkingHeadModel(Model):
             finally:
                 self._driven = driven
 
+    @property
+    def uses_patch_stage(self) -> bool:
+        """Whether the model trains on the datamanager's patch stage when one is set (a method's hook: SAHS-NeRF
+        without texture enhancement has no use for it, and the pipeline then turns it off)."""
+        return True
+
     def ray_class_probabilities(self, step: int) -> Optional[Tensor]:
         """Probability per semantic class that the datamanager draws a training ray from it (on the CPU), or None to
         keep its own sampling (a method's hook: SAHS-NeRF's dynamic weighted sampling)."""

@@ -1,5 +1,6 @@
 """Nerfstudio's VanillaPipeline, with its multi-device (DDP) wrapping made to work on CPUs too, and the model's say in
-which pixels the datamanager draws (:meth:`TalkingHeadModel.ray_class_probabilities`).
+which pixels the datamanager draws (:meth:`TalkingHeadModel.ray_class_probabilities`) and whether it has a patch stage
+(:attr:`TalkingHeadModel.uses_patch_stage`).
 
 nerfstudio 1.1.5 wraps the model as ``DDP(model, device_ids=[local_rank])`` and calls
 ``dist.barrier(device_ids=[local_rank])``; both are for one-GPU-per-process (NCCL) and raise for a CPU model under
@@ -17,6 +18,7 @@ import torch
 import torch.distributed as dist
 from nerfstudio.models.base_model import Model
 from nerfstudio.pipelines.base_pipeline import VanillaPipeline, VanillaPipelineConfig
+from nerfstudio.utils.rich_utils import CONSOLE
 from torch.cuda.amp.grad_scaler import GradScaler
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -43,6 +45,11 @@ class TalkingHeadPipeline(VanillaPipeline):
     ):
         # Build unwrapped (world_size only sets the datamanager's loader workers, and the DDP wrap below).
         super().__init__(config, device, test_mode, world_size=1, local_rank=local_rank, grad_scaler=grad_scaler)
+        datamanager_config = self.datamanager.config
+        if getattr(datamanager_config, "fine_stage_fraction", None) is not None and not getattr(self._model, "uses_patch_stage", True):
+            # Before the datamanager's callbacks validate the split: a stage the model does not use is not refused.
+            datamanager_config.fine_stage_fraction = None
+            CONSOLE.print(f"{type(self._model).__name__} has no use for a patch stage: every step trains on rays.")
         self.world_size = world_size
         if world_size > 1:
             on_gpu = torch.device(device).type == "cuda"

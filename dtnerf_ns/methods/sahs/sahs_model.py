@@ -162,12 +162,10 @@ class SAHSModel(TalkingHeadModel):
         return callbacks
 
     def _set_up_texture_stage(self, datamanager: Any) -> None:
-        """TE on: the datamanager's patch stage trains G (refused without one). TE off: no patch stage."""
+        """TE on: the datamanager's patch stage trains G (refused without one). TE off: the pipeline has turned the
+        stage off (:attr:`uses_patch_stage`)."""
         start = getattr(datamanager, "fine_stage_start", None)
         if self.texture is None:
-            if start is not None:
-                datamanager.fine_stage_start = None
-                CONSOLE.print("Texture enhancement is off: no patch stage, every step trains the NeRF.")
             return
         if start is None:
             print(
@@ -180,6 +178,10 @@ class SAHSModel(TalkingHeadModel):
         cameras = datamanager.train_dataset.cameras
         self.texture.size.copy_(torch.tensor([int(cameras.height.reshape(-1)[0]), int(cameras.width.reshape(-1)[0])]))
         CONSOLE.print(f"Texture enhancement: G trains from step {start} on (NeRF frozen), at {int(cameras.width.reshape(-1)[0])} px.")
+
+    @property
+    def uses_patch_stage(self) -> bool:
+        return self.texture is not None  # the patch stage is G's
 
     def ray_class_probabilities(self, step: int) -> Optional[Tensor]:
         """Eq. 3's probabilities for the datamanager (CPU), refreshed every ``class_probability_refresh`` steps."""

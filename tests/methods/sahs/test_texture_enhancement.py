@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import random
 import sys
 from pathlib import Path
 
@@ -120,13 +119,9 @@ def test_whole_frames_are_enhanced_at_the_training_resolution(tmp_path: Path):
 
 # ---------------------------------------------------------------------------------------------- the stage in a model
 def _train(config):
-    random.seed(0)
-    np.random.seed(0)
-    torch.manual_seed(0)
-    trainer = config.setup(local_rank=0, world_size=1)
-    trainer.setup()
-    trainer.train()
-    return trainer
+    from test_sahs_training import _train as train  # noqa: PLC0415  (tests/methods/sahs is on sys.path)
+
+    return train(config)[0]
 
 
 def _quiet(config, iterations):

@@ -46,7 +46,8 @@ class TalkingHeadPipeline(VanillaPipeline):
         # Build unwrapped (world_size only sets the datamanager's loader workers, and the DDP wrap below).
         super().__init__(config, device, test_mode, world_size=1, local_rank=local_rank, grad_scaler=grad_scaler)
         datamanager_config = self.datamanager.config
-        if getattr(datamanager_config, "fine_stage_fraction", None) is not None and not getattr(self._model, "uses_patch_stage", True):
+        unused = not getattr(self._model, "uses_patch_stage", True)
+        if unused and getattr(datamanager_config, "fine_stage_fraction", None) is not None:
             # Before the datamanager's callbacks validate the split: a stage the model does not use is not refused.
             datamanager_config.fine_stage_fraction = None
             CONSOLE.print(f"{type(self._model).__name__} has no use for a patch stage: every step trains on rays.")

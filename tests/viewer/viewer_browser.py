@@ -157,8 +157,42 @@ class ViewerProcess:
 
 
 # ---------------------------------------------------------------------------------------------- the browser
+# Keeps the images the page receives (viser hands each background frame to the page as a Blob through
+# URL.createObjectURL), so a test can read the frames the viewer sent byte for byte. The canvas is no measure of
+# them: viser's AdaptiveDpr rescales its drawing buffer with the measured frame rate (528x363 then 457x315 for an
+# 880x606 view, seen on a busy 2-core machine), so one frame shown twice can differ on screen by 0.3 grey levels
+# on average and 14 at sharp edges.
+FRAME_RECORDER_JS = """
+window.__receivedImages = [];
+window.__receivedImageCount = 0;
+const createObjectURL = URL.createObjectURL.bind(URL);
+URL.createObjectURL = function (obj) {
+  if (obj instanceof Blob && obj.type.startsWith("image/")) {
+    window.__receivedImageCount += 1;
+    window.__receivedImages.push({seq: window.__receivedImageCount, blob: obj});
+    if (window.__receivedImages.length > 8) window.__receivedImages.shift();
+  }
+  return createObjectURL(obj);
+};
+"""
+
+_READ_LAST_IMAGE_JS = """
+const done = arguments[arguments.length - 1];
+const images = window.__receivedImages || [];
+if (!images.length) { done(null); return; }
+const last = images[images.length - 1];
+last.blob.arrayBuffer().then((buffer) => {
+  const bytes = new Uint8Array(buffer);
+  let text = "";
+  for (let i = 0; i < bytes.length; i += 8192) text += String.fromCharCode.apply(null, bytes.subarray(i, i + 8192));
+  done([last.seq, btoa(text)]);
+});
+"""
+
+
 def make_driver(chromium: str, chromedriver: str, width: int = 1200, height: int = 800):
-    """Headless Chromium with software WebGL, through selenium and the given chromedriver (no driver download)."""
+    """Headless Chromium with software WebGL, through selenium and the given chromedriver (no driver download).
+    Every page it opens records the images it receives (:data:`FRAME_RECORDER_JS`)."""
     from selenium import webdriver  # noqa: PLC0415
     from selenium.webdriver.chrome.service import Service  # noqa: PLC0415
 
@@ -168,6 +202,7 @@ def make_driver(chromium: str, chromedriver: str, width: int = 1200, height: int
         options.add_argument(flag)
     options.add_argument(f"--window-size={width},{height}")
     driver = webdriver.Chrome(service=Service(executable_path=chromedriver), options=options)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FRAME_RECORDER_JS})
     driver.set_page_load_timeout(120)
     driver.set_script_timeout(60)
     return driver
@@ -224,6 +259,20 @@ class ViewerPage:
             return np.asarray(Image.open(io.BytesIO(png)).convert("RGB"))
         except (WebDriverException, ValueError, OSError):
             return np.zeros((1, 1, 3), dtype=np.uint8)
+
+    def received_frame(self) -> Tuple[int, Optional[np.ndarray]]:
+        """(sequence number, [H, W, 3] uint8) of the last image the page received, exactly as the viewer sent it
+        (lossless with ``--viewer.image-format png``); (0, None) before the first. With depth compositing off
+        (``--viewer.default-composite-depth False``) every image after the scene's set-up is a rendered frame."""
+        import base64  # noqa: PLC0415
+
+        from PIL import Image  # noqa: PLC0415
+
+        last = self.driver.execute_async_script(_READ_LAST_IMAGE_JS)
+        if last is None:
+            return 0, None
+        seq, data = last
+        return int(seq), np.asarray(Image.open(io.BytesIO(base64.b64decode(data))).convert("RGB"))
 
     def page_image(self) -> np.ndarray:
         from PIL import Image  # noqa: PLC0415
@@ -317,6 +366,37 @@ class ViewerPage:
             time.sleep(poll)
         stats = image_stats(image) if image is not None else {}
         raise TimeoutError(f"no rendered frame within {timeout:.0f} s (last view: {stats}, stats line: {self.resolution()})")
+
+    def wait_resolution(self, timeout: float, prefix: str, poll: float = 1.0) -> Optional[str]:
+        """Waits until the stats line's resolution starts with ``prefix``; returns it ("WxH"), or None at the timeout."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check()
+            res = self.resolution() or ""
+            if res.startswith(prefix):
+                return res
+            time.sleep(poll)
+        return None
+
+    def wait_frame_settled(
+        self, timeout: float, resolution: str, previous_seq: int = 0, stable_polls: int = 3, poll: float = 1.0
+    ) -> Tuple[int, Optional[np.ndarray]]:
+        """Waits until the viewer has sent a frame after image ``previous_seq`` whose size is ``resolution``
+        ("WxH", the full-resolution frame, not the quick low-resolution one) and has sent nothing since, over
+        ``stable_polls`` polls. Returns (its sequence number, the frame), or (0, None) at the timeout."""
+        deadline = time.monotonic() + timeout
+        width, height = (int(v) for v in resolution.split("x"))
+        last_seq, unchanged = -1, 0
+        while time.monotonic() < deadline:
+            self.check()
+            seq, frame = self.received_frame()
+            full = frame is not None and frame.shape[:2] == (height, width)
+            unchanged = unchanged + 1 if seq == last_seq else 0
+            last_seq = seq
+            if seq > previous_seq and full and unchanged >= stable_polls - 1:
+                return seq, frame
+            time.sleep(poll)
+        return 0, None
 
     def wait_settled(
         self,

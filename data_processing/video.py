@@ -60,6 +60,13 @@ def _video_stream(container):
     return None
 
 
+def _has_display_matrix(frame) -> bool:
+    side_data = frame.side_data
+    # PyAV 18.1 made a frame's side data a mapping from its type to the entry; 18.0 gave a sequence of entries.
+    entries = side_data.values() if hasattr(side_data, "values") else side_data
+    return any(getattr(getattr(sd, "type", None), "name", "") == "DISPLAYMATRIX" for sd in entries)
+
+
 def _display_rotation(stream, frame) -> int:
     """Clockwise degrees (0/90/180/270) that turn ``stream``'s stored picture upright.
 
@@ -68,7 +75,7 @@ def _display_rotation(stream, frame) -> int:
     legacy ``rotate`` stream tag (clockwise, as FFmpeg < 6 exported it; mkv keeps it as a tag) is used.
     Angles are rounded to a quarter turn; mirroring in a display matrix is ignored.
     """
-    if frame is not None and any(getattr(sd.type, "name", "") == "DISPLAYMATRIX" for sd in frame.side_data):
+    if frame is not None and _has_display_matrix(frame):
         return (-round(frame.rotation / 90) * 90) % 360
     tag = {k.lower(): v for k, v in stream.metadata.items()}.get("rotate")
     try:

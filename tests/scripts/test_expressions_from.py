@@ -57,9 +57,10 @@ def video_only(source: Path, path: Path, seconds: float) -> Path:
     """The first ``seconds`` of ``source``'s picture, re-encoded without its sound track."""
     with av.open(str(source)) as container:
         stream = container.streams.video[0]
-        limit = int(round(seconds * float(stream.average_rate)))
+        rate = Fraction(stream.average_rate)  # read while open: PyAV 18.1 refuses stream properties after close
+        limit = int(round(seconds * float(rate)))
         frames = [f.to_ndarray(format="rgb24") for _, f in zip(range(limit), container.decode(stream))]
-    return write_video(path, np.stack(frames), int(round(float(Fraction(stream.average_rate)))))
+    return write_video(path, np.stack(frames), int(round(float(rate))))
 
 
 def one_line(err: pytest.ExceptionInfo) -> str:

@@ -39,6 +39,7 @@ def _tiny_config(base, dataset: Path, output_dir: Path, iterations: int):
     config.pipeline.datamanager.data = dataset
     config.pipeline.datamanager.dataparser.downscale_factor = 1.0  # the dataset is 64 px already
     config.machine.device_type = "cpu"
+    config.pipeline.model.compile = "off"  # short runs; the compiled path has its own tests (test_compilation.py)
     config.max_num_iterations = iterations
     config.steps_per_save = iterations
     config.steps_per_eval_batch = 20

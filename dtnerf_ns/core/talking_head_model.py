@@ -30,6 +30,7 @@ from dtnerf_ns.core.conditioning import FrameConditioning
 from dtnerf_ns.core.data.talking_head_datamanager import TalkingHeadConfigError
 from dtnerf_ns.core.data.talking_head_dataset import BACKGROUND, HEADLESS, MOUTH_MASK
 from dtnerf_ns.core.field_components.audio_augmentation import AudioFeatureAugmentation
+from dtnerf_ns.core.compilation import CompileMode, set_compile_mode
 
 
 @dataclass
@@ -53,6 +54,11 @@ class TalkingHeadModelConfig(ModelConfig):
     """Training only: largest random level change per frame (feature units)."""
     audio_augment_noise: float = 0.02
     """Training only: standard deviation of per-value Gaussian noise on the audio features (feature units)."""
+    compile: CompileMode = "auto"
+    """Run the fields' hot paths (torch hash-table lookups, the methods' MLP blocks) as torch.compile kernels: same
+    values, faster CPU steps, kernels built in the first steps (cached on disk for later runs). "auto": on a CPU;
+    "on": also on CUDA (Triton, untested); "off": never. Falls back to eager, with one warning, where it cannot
+    compile. tiny-cuda-nn grids are never affected. See dtnerf_ns/core/compilation.py."""
 
     def saved_setting(self, name: str, before: object) -> object:
         """``name``'s value, or ``before`` for a run saved before the setting existed.
@@ -79,6 +85,7 @@ class TalkingHeadModel(Model):
         except TalkingHeadConfigError as err:  # a setting that cannot work: one line, no traceback through nerfstudio
             print(f"{type(self).__name__}: {err}", file=sys.stderr, flush=True)
             sys.exit(1)
+        set_compile_mode(self, self.config.compile)
 
     @property
     def driven_by_audio(self) -> bool:

@@ -17,11 +17,14 @@ from __future__ import annotations
 
 import math
 import warnings
-from typing import Any, Iterator, List, Literal, Optional, Tuple
+from typing import List, Literal, Optional, Tuple
 
 import torch
 from jaxtyping import Float
 from torch import Tensor, nn
+
+from dtnerf_ns.core.compilation import CompileMode
+from dtnerf_ns.core.field_components.hash_lookup import CornerScheme, lookup
 
 _PRIME_Y = 2654435761  # tcnn's coherent_prime_hash primes for 2D: (1, 2654435761)
 _UINT32_MASK = 0xFFFFFFFF
@@ -49,37 +52,59 @@ def _warn_tcnn_fallback_once() -> None:
         )
 
 
-class _TableLookup(torch.autograd.Function):
-    """Bilinear lookup whose backward keeps only each corner's table row (as int32, 16 bytes per point and level) and
-    recomputes the bilinear weights from the points (a few float ops). Plain autograd also keeps int64 rows, the
-    gathered features and the weight factors (~110 bytes), i.e. gigabytes per step for a few hundred thousand samples
-    on three planes of two fields. (Recomputing the rows too, as tcnn does, costs a second hash per corner: ~1.6x
-    slower steps on a CPU.) Gradients flow to the table only (sample positions need none here)."""
+def _remainder(index: Tensor, sizes: Tensor) -> Tensor:
+    """``index % sizes`` for 0 <= index < 2**32 and sizes < 2**31, without an integer division (which CPUs do not
+    vectorise: it cost 3x the rest of the lookup). The float64 quotient's floor is exact in that range: a correctly
+    rounded quotient of such integers is never pushed across a whole number."""
+    quotient = torch.floor(index.to(torch.float64) / sizes.to(torch.float64)).to(torch.int64)
+    return index - quotient * sizes
+
+
+class Bilinear2D(CornerScheme):
+    """tcnn's 2D grid corners: (0, 0), (0, 1), (1, 0), (1, 1) in (x, y) around ``scale * x + 0.5``; constants
+    (scales, resolutions, sizes, offsets, hashed) per level. tcnn's uint32 arithmetic is emulated in int64: masking
+    with 2**32 - 1 commutes with + and *. Dense levels: ix + iy * res; hashed: ix ^ (iy * prime)."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, table: Tensor, grid: "HashGrid2D") -> Tensor:  # type: ignore[override]
-        assert grid.num_table_rows < 2**31, "int32 rows"
-        out: Optional[Tensor] = None
-        rows = torch.empty((4, *x.shape[:-1], grid.num_levels), dtype=torch.int32, device=x.device)
-        for corner, (corner_rows, weight) in enumerate(grid.corners(x)):
-            term = weight[..., None] * table[corner_rows]
-            out = term if out is None else out + term
-            rows[corner] = corner_rows
-        ctx.save_for_backward(x, rows)
-        ctx.grid = grid
-        ctx.table_shape = table.shape
-        return out
+    def _positions(x: Tensor, scales: Tensor) -> Tensor:
+        return x[..., None, :].float() * scales[:, None] + 0.5  # [..., L, 2]
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> Tuple[None, Tensor, None]:  # type: ignore[override]
-        x, rows = ctx.saved_tensors  # rows: [4, ..., L]
-        grad_out = grad_out.float()
-        grad_table = torch.zeros(ctx.table_shape, dtype=grad_out.dtype, device=grad_out.device)
-        for corner, (_, weight) in enumerate(ctx.grid.corners(x, with_rows=False)):
-            # int64 rows: index_add_ with an int32 index is an order of magnitude slower on CPU.
-            contribution = (weight[..., None] * grad_out).reshape(-1, ctx.table_shape[-1])
-            grad_table.index_add_(0, rows[corner].reshape(-1).long(), contribution)
-        return None, grad_table, None
+    def rows(x: Tensor, *consts: Tensor) -> List[Tensor]:
+        scales, resolutions, sizes, offsets, hashed = consts
+        ix, iy = torch.floor(Bilinear2D._positions(x, scales)).to(torch.int64).unbind(dim=-1)
+        dense = ix + iy * resolutions
+        hx = (ix & _UINT32_MASK, (ix + 1) & _UINT32_MASK)
+        hy0 = (iy * _PRIME_Y) & _UINT32_MASK
+        hy = (hy0, (hy0 + _PRIME_Y) & _UINT32_MASK)
+        rows = []
+        for dx, dy in ((0, 0), (0, 1), (1, 0), (1, 1)):  # Python offsets: no tensor built on the host
+            index = dense + dx
+            index = (index + resolutions if dy else index) & _UINT32_MASK
+            index = torch.where(hashed, torch.bitwise_xor(hx[dx], hy[dy]), index)
+            rows.append(_remainder(index, sizes) + offsets)
+        return rows
+
+    @staticmethod
+    def weights(x: Tensor, *consts: Tensor) -> List[Tensor]:
+        pos = Bilinear2D._positions(x, consts[0])
+        fx, fy = (pos - torch.floor(pos)).unbind(dim=-1)
+        gx, gy = 1 - fx, 1 - fy
+        return [gx * gy, gx * fy, fx * gy, fx * fy]
+
+    @staticmethod
+    def weight_gradients(x: Tensor, *consts: Tensor) -> List[Tensor]:
+        scales = consts[0]
+        pos = Bilinear2D._positions(x, scales)
+        fx, fy = (pos - torch.floor(pos)).unbind(dim=-1)
+        gx, gy = 1 - fx, 1 - fy
+        s = scales.to(x.dtype)  # d fraction / d x, per level
+        return [
+            torch.stack([-s * gy, -s * gx], dim=-1),
+            torch.stack([-s * fy, s * gx], dim=-1),
+            torch.stack([s * gy, -s * fx], dim=-1),
+            torch.stack([s * fy, s * fx], dim=-1),
+        ]
 
 
 def _next_multiple(value: int, multiple: int) -> int:
@@ -144,8 +169,8 @@ class HashGrid2D(nn.Module):
         self.register_buffer(
             "_hashed", torch.tensor([r * r > s for r, s in zip(resolutions, sizes)], dtype=torch.bool), persistent=False
         )
-        self._any_hashed = any(r * r > s for r, s in zip(resolutions, sizes))
-        self._any_dense = not all(r * r > s for r, s in zip(resolutions, sizes))
+        self.compile_mode: CompileMode = "auto"
+        """When the torch path runs compiled kernels (:mod:`~dtnerf_ns.core.field_components.hash_lookup`)."""
 
         self.tcnn_encoding: Optional[nn.Module] = None
         self.params: Optional[nn.Parameter] = None
@@ -202,57 +227,26 @@ class HashGrid2D(nn.Module):
         Returns:
             int64 rows into the flat table (viewed as [num_table_rows, features_per_level]), shape [..., num_levels].
         """
-        return self._rows(cells[..., 0], cells[..., 1])
-
-    def _rows(self, ix: Tensor, iy: Tensor) -> Tensor:
-        # Emulate tcnn's uint32 arithmetic; int64 products wrap mod 2**64, which keeps the low 32 bits right.
-        ix = ix & _UINT32_MASK
-        iy = iy & _UINT32_MASK
+        ix, iy = cells[..., 0] & _UINT32_MASK, cells[..., 1] & _UINT32_MASK
         dense = (ix + iy * self._resolutions) & _UINT32_MASK
         hashed = torch.bitwise_xor(ix, (iy * _PRIME_Y) & _UINT32_MASK)
-        index = torch.where(self._hashed, hashed, dense)
-        return index % self._sizes + self._offsets
+        return torch.where(self._hashed, hashed, dense) % self._sizes + self._offsets
 
-    def corners(
-        self, x: Float[Tensor, "*bs 2"], with_rows: bool = True
-    ) -> Iterator[Tuple[Optional[Tensor], Float[Tensor, "*bs L"]]]:
-        """Table rows [..., L] (int64; None without ``with_rows``) and bilinear weights [..., L] of each of the four
-        corners around the points, in the order (0, 0), (0, 1), (1, 0), (1, 1) in (x, y). Corner offsets are Python
-        integers: no tensor is built on the host (on CUDA each would be a host-to-device copy)."""
-        pos = x[..., None, :].float() * self._scales[:, None] + 0.5  # [..., L, 2]
-        cell_f = torch.floor(pos)
-        fx, fy = (pos - cell_f).unbind(dim=-1)
-        gx, gy = 1 - fx, 1 - fy
-        weights = (gx * gy, gx * fy, fx * gy, fx * fy)
-        if not with_rows:
-            yield from ((None, w) for w in weights)
-            return
-        ix, iy = cell_f.to(torch.int64).unbind(dim=-1)
-        # What the four corners share, so each corner costs a few integer ops (tcnn's uint32 arithmetic, emulated in
-        # int64: masking with 2**32 - 1 commutes with + and *). Dense levels: ix + iy * res; hashed: ix ^ (iy * prime).
-        dense = ix + iy * self._resolutions if self._any_dense else None
-        hx = (ix & _UINT32_MASK, (ix + 1) & _UINT32_MASK) if self._any_hashed else None
-        hy0 = (iy * _PRIME_Y) & _UINT32_MASK if self._any_hashed else None
-        hy = (hy0, (hy0 + _PRIME_Y) & _UINT32_MASK) if hy0 is not None else None
-        for corner, (dx, dy) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-            index = None
-            if dense is not None:
-                index = dense + dx
-                index = (index + self._resolutions if dy else index) & _UINT32_MASK
-            if hx is not None and hy is not None:
-                hashed = torch.bitwise_xor(hx[dx], hy[dy])
-                index = hashed if index is None else torch.where(self._hashed, hashed, index)
-            assert index is not None
-            yield index % self._sizes + self._offsets, weights[corner]
+    @property
+    def corner_constants(self) -> Tuple[Tensor, ...]:
+        """The per-level constants of :class:`Bilinear2D`."""
+        return (self._scales, self._resolutions, self._sizes, self._offsets, self._hashed)
+
+    def corners(self, x: Float[Tensor, "*bs 2"]) -> List[Tuple[Tensor, Tensor]]:
+        """(table rows [..., L] int64, bilinear weights [..., L]) of each of the four corners around the points."""
+        consts = self.corner_constants
+        return list(zip(Bilinear2D.rows(x, *consts), Bilinear2D.weights(x, *consts)))
 
     def pytorch_fwd(self, x: Float[Tensor, "*bs 2"]) -> Float[Tensor, "*bs out_dim"]:
-        """Pure-torch forward (bilinear hash-grid lookup, tcnn numerics)."""
+        """Pure-torch forward (bilinear hash-grid lookup, tcnn numerics; compiled per ``compile_mode``)."""
         assert self.params is not None
         table = self.params.view(-1, self.features_per_level)  # [rows, F]
-        if torch.is_grad_enabled() and table.requires_grad and not x.requires_grad:
-            out = _TableLookup.apply(x, table, self)
-        else:  # no table gradient wanted, or gradients for the positions too: plain autograd
-            out = sum(weight[..., None] * table[rows] for rows, weight in self.corners(x))
+        out = lookup(x, table, Bilinear2D, self.corner_constants, self.compile_mode)
         return out.flatten(start_dim=-2)  # [..., L * F], level-major like tcnn
 
     def forward(self, x: Float[Tensor, "*bs 2"]) -> Float[Tensor, "*bs out_dim"]:

@@ -11,74 +11,60 @@ at once. With tiny-cuda-nn loaded both classes use it unchanged.
 
 from __future__ import annotations
 
-from typing import Any, Iterator, Optional, Tuple
+from typing import Any, List
 
 import torch
-from jaxtyping import Float, Int32
+from jaxtyping import Float
 from nerfstudio.field_components.encodings import HashEncoding
 from nerfstudio.fields.density_fields import HashMLPDensityField
 from torch import Tensor, nn
+
+from dtnerf_ns.core.compilation import CompileMode
+from dtnerf_ns.core.field_components.hash_lookup import CornerScheme, lookup
 
 # nerfstudio's hash primes (HashEncoding.hash_fn): x * 1 ^ y * 2654435761 ^ z * 805459861, in int64 (no wrap-around).
 _PRIME_Y, _PRIME_Z = 2654435761, 805459861
 _CORNERS = tuple((dx, dy, dz) for dx in (0, 1) for dy in (0, 1) for dz in (0, 1))
 
 
-def _trilinear_weights(encoding: "LeanHashEncoding", x: Float[Tensor, "n 3"]) -> Tuple[Tensor, Iterator[Tensor]]:
-    """Integer cell [n, L, 3] (int64) and, lazily, each corner's weight [n, L] in ``_CORNERS`` order."""
-    scaled = x[:, None, :] * encoding.scalings[:, None]  # [n, L, 3]
-    floor = torch.floor(scaled)
-    frac = scaled - floor
-    lower = 1.0 - frac
-    fx, fy, fz = frac.unbind(-1)
-    gx, gy, gz = lower.unbind(-1)
-
-    def weights() -> Iterator[Tensor]:
-        for dx, dy, dz in _CORNERS:
-            yield (fx if dx else gx) * (fy if dy else gy) * (fz if dz else gz)
-
-    return floor.to(torch.int64), weights()
-
-
-def _corner_rows(encoding: "LeanHashEncoding", cell: Tensor) -> Iterator[Tensor]:
-    """Table row [n, L] (int64) of each corner in ``_CORNERS`` order. nerfstudio pairs floor with ceil, here floor
-    with floor + 1: they differ only where the position is an integer, where that corner's weight is 0."""
-    ix, iy, iz = cell.unbind(-1)
-    hx = (ix, ix + 1)
-    hy = (iy * _PRIME_Y, (iy + 1) * _PRIME_Y)
-    hz = (iz * _PRIME_Z, (iz + 1) * _PRIME_Z)
-    offset = encoding.hash_offset
-    for dx, dy, dz in _CORNERS:
-        yield torch.bitwise_xor(torch.bitwise_xor(hx[dx], hy[dy]), hz[dz]) % encoding.hash_table_size + offset
-
-
-class _LeanLookup(torch.autograd.Function):
-    """Trilinear hash-table lookup; gradients flow to the table only (the proposal networks' positions need none)."""
+class Trilinear3D(CornerScheme):
+    """nerfstudio's 3D hash-grid corners around ``x * scaling`` per level; constants (scalings, hash_offset,
+    hash_table_size). nerfstudio pairs floor with ceil, here floor with floor + 1: they differ only where the position
+    is an integer, where that corner's weight is 0."""
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor, table: Tensor, encoding: "LeanHashEncoding") -> Tensor:  # type: ignore[override]
-        cell, weights = _trilinear_weights(encoding, x)
-        out: Optional[Tensor] = None
-        rows: Int32[Tensor, "8 n L"] = torch.empty((8, *cell.shape[:-1]), dtype=torch.int32, device=x.device)
-        for corner, (corner_rows, weight) in enumerate(zip(_corner_rows(encoding, cell), weights)):
-            term = weight[..., None] * table[corner_rows]
-            out = term if out is None else out + term
-            rows[corner] = corner_rows
-        ctx.save_for_backward(x, rows)
-        ctx.encoding = encoding
-        ctx.table_shape = table.shape
-        return out
+    def rows(x: Tensor, *consts: Tensor) -> List[Tensor]:
+        scalings, offset, table_size = consts
+        ix, iy, iz = torch.floor(x[:, None, :] * scalings[:, None]).to(torch.int64).unbind(-1)  # [n, L] each
+        hx = (ix, ix + 1)
+        hy = (iy * _PRIME_Y, (iy + 1) * _PRIME_Y)
+        hz = (iz * _PRIME_Z, (iz + 1) * _PRIME_Z)
+        # nerfstudio's ``% table_size``: its tables have 2**k rows, and for those (any sign, two's complement) the
+        # remainder is the low k bits; an integer division per corner would cost 3x the whole lookup on a CPU.
+        mask = table_size - 1
+        return [(torch.bitwise_xor(torch.bitwise_xor(hx[dx], hy[dy]), hz[dz]) & mask) + offset for dx, dy, dz in _CORNERS]
 
     @staticmethod
-    def backward(ctx: Any, grad_out: Tensor) -> Tuple[None, Tensor, None]:  # type: ignore[override]
-        x, rows = ctx.saved_tensors
-        _, weights = _trilinear_weights(ctx.encoding, x)
-        grad_out = grad_out.float()
-        grad_table = torch.zeros(ctx.table_shape, dtype=grad_out.dtype, device=grad_out.device)
-        for corner, weight in enumerate(weights):
-            # int64 index: index_add_ with an int32 index is an order of magnitude slower on CPU.
-            grad_table.index_add_(0, rows[corner].reshape(-1).long(), (weight[..., None] * grad_out).reshape(-1, ctx.table_shape[-1]))
-        return None, grad_table, None
+    def weights(x: Tensor, *consts: Tensor) -> List[Tensor]:
+        scaled = x[:, None, :] * consts[0][:, None]  # [n, L, 3]
+        frac = scaled - torch.floor(scaled)
+        fx, fy, fz = frac.unbind(-1)
+        gx, gy, gz = (1.0 - frac).unbind(-1)
+        return [(fx if dx else gx) * (fy if dy else gy) * (fz if dz else gz) for dx, dy, dz in _CORNERS]
+
+    @staticmethod
+    def weight_gradients(x: Tensor, *consts: Tensor) -> List[Tensor]:
+        s = consts[0][:, None].to(x.dtype)  # d fraction / d x, per level
+        scaled = x[:, None, :] * s
+        frac = scaled - torch.floor(scaled)
+        f, g = frac.unbind(-1), (1.0 - frac).unbind(-1)
+        gradients = []
+        for corner in _CORNERS:
+            factor = [f[d] if corner[d] else g[d] for d in range(3)]
+            sign = [s[:, 0] if corner[d] else -s[:, 0] for d in range(3)]
+            gradients.append(torch.stack([sign[0] * factor[1] * factor[2], factor[0] * sign[1] * factor[2],
+                                          factor[0] * factor[1] * sign[2]], dim=-1))  # fmt: skip
+        return gradients
 
 
 class LeanHashEncoding(HashEncoding):
@@ -93,16 +79,17 @@ class LeanHashEncoding(HashEncoding):
             value = getattr(self, name)
             delattr(self, name)
             self.register_buffer(name, value, persistent=False)
+        self.register_buffer("table_size", torch.tensor(self.hash_table_size, dtype=torch.int64), persistent=False)
+        self.compile_mode: CompileMode = "auto"
+        """When the torch path runs compiled kernels (:mod:`~dtnerf_ns.core.field_components.hash_lookup`)."""
         if self.tcnn_encoding is None:
             assert self.hash_table_size * self.num_levels < 2**31, "rows are kept as int32"
+            assert self.hash_table_size & (self.hash_table_size - 1) == 0, "Trilinear3D masks rows: 2**k table rows"
 
     def pytorch_fwd(self, in_tensor: Float[Tensor, "*bs 3"]) -> Float[Tensor, "*bs output_dim"]:
         flat = in_tensor.reshape(-1, 3)
-        if torch.is_grad_enabled() and self.hash_table.requires_grad and not flat.requires_grad:
-            out = _LeanLookup.apply(flat, self.hash_table, self)
-        else:  # no gradient, or one for the positions too: plain autograd over the same corners
-            cell, weights = _trilinear_weights(self, flat)
-            out = sum(w[..., None] * self.hash_table[r] for r, w in zip(_corner_rows(self, cell), weights))
+        consts = (self.scalings, self.hash_offset, self.table_size)
+        out = lookup(flat, self.hash_table, Trilinear3D, consts, self.compile_mode)
         return out.reshape(*in_tensor.shape[:-1], self.get_out_dim())
 
 

@@ -5,6 +5,7 @@ import torch
 from nerfstudio.cameras.rays import Frustums, RaySamples
 from nerfstudio.field_components.field_heads import FieldHeadNames
 
+from dtnerf_ns.core.compilation import set_compile_mode
 from dtnerf_ns.methods.dtnerf.dtnerf_field import DTNeRFField
 
 R, S, A = 6, 8, 16
@@ -14,12 +15,14 @@ MOUTH = torch.tensor([[-0.4, -0.6, -0.2], [0.4, 0.0, 0.5]])
 
 def _tiny_field(**kwargs) -> DTNeRFField:
     torch.manual_seed(0)
-    return DTNeRFField(
+    field = DTNeRFField(
         aabb=AABB, mouth_aabb=MOUTH, audio_dim=A, num_levels=4, features_per_level=2,
         face_log2_hashmap_size=10, mouth_log2_hashmap_size=10, face_base_res=4, face_max_res=64,
         mouth_base_res=4, mouth_max_res=32, hidden_dim=16, geo_feat_dim=8, hidden_dim_color=16,
         transformer_out_dim=8, transformer_dim=16, num_heads=4, implementation="torch", **kwargs,
     )
+    set_compile_mode(field, "off")  # the compiled path has its own tests (tests/core/test_compilation.py)
+    return field
 
 
 def _ray_samples(audio=None, seed=0) -> RaySamples:

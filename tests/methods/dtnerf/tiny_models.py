@@ -42,6 +42,7 @@ def small_config(**kwargs) -> DTNeRFModelConfig:
         num_proposal_iterations=1,
         proposal_net_args_list=[{"hidden_dim": 8, "log2_hashmap_size": 10, "num_levels": 3, "max_res": 32}],
         num_nerf_samples_per_ray=8,
+        compile="off",  # the compiled path has its own tests (tests/core/test_compilation.py)
     )
     base.update(kwargs)
     return DTNeRFModelConfig(**base)

@@ -5,6 +5,7 @@ import torch
 from nerfstudio.cameras.rays import Frustums, RaySamples
 from nerfstudio.field_components.field_heads import FieldHeadNames
 
+from dtnerf_ns.core.compilation import set_compile_mode
 from dtnerf_ns.methods.sahs.field_components.feature_grid import FeatureGrid3D
 from dtnerf_ns.methods.sahs.field_components.hyper_space_deformation import HyperSpaceDeformation
 from dtnerf_ns.methods.sahs.field_components.semantic_templates import SemanticTemplate
@@ -16,8 +17,10 @@ N, DIM = 50, 7
 
 def _deformation(**kwargs) -> HyperSpaceDeformation:
     torch.manual_seed(0)
-    return HyperSpaceDeformation(DIM, deform_layers=4, deform_width=16, ambient_layers=3, ambient_width=8,
-                                 position_frequencies=4, **kwargs)  # fmt: skip
+    deformation = HyperSpaceDeformation(DIM, deform_layers=4, deform_width=16, ambient_layers=3, ambient_width=8,
+                                        position_frequencies=4, **kwargs)  # fmt: skip
+    set_compile_mode(deformation, "off")  # the compiled path has its own tests (tests/core/test_compilation.py)
+    return deformation
 
 
 def test_deformation_and_ambient_shapes_gradients_and_switches():
@@ -58,6 +61,7 @@ def test_both_templates_render_colour_density_and_semantics(implementation):
     template = SemanticTemplate(implementation, 2, 12, 4, mlp_layers=3, mlp_width=16, branch_layers=2, branch_width=8,
                                 position_frequencies=4, hash_levels=4, hash_log2_size=10, hash_max_res=32,
                                 hash_implementation="torch")  # fmt: skip
+    set_compile_mode(template, "off")
     field = SAHSField(torch.tensor([[-2.0, -3.0, -1.5], [2.0, 1.5, 1.5]]), deformation, template, FeatureGrid3D(4, 4))
     samples = _samples()
     out = field(samples)

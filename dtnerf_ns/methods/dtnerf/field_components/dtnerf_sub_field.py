@@ -19,6 +19,7 @@ from nerfstudio.field_components.mlp import MLP
 from torch import Tensor, nn
 from torch.utils.checkpoint import checkpoint
 
+from dtnerf_ns.core.compilation import CompileMode, compile_applies, run
 from dtnerf_ns.methods.dtnerf.field_components.audio_align_transformer import AudioMouthFaceAlignTransformer
 from dtnerf_ns.methods.dtnerf.field_components.triplane_encoding import TriplaneHashEncoding
 
@@ -80,6 +81,8 @@ class DTNeRFSubField(nn.Module):
         self.geo_feat_dim = geo_feat_dim
         self.use_blink = use_blink
         self.transformer_recompute = transformer_recompute
+        self.compile_mode: CompileMode = "auto"
+        """Whether the blocks after the hash grids run compiled (set by the model's ``compile`` setting)."""
         self.encoding = TriplaneHashEncoding(
             num_levels=num_levels,
             features_per_level=features_per_level,
@@ -134,9 +137,25 @@ class DTNeRFSubField(nn.Module):
         """Density, embedding (geometry feature, transformer vector) and gates (mean audio gate, eye gate; 0 when
         off) at points x in [-1, 1]^3. ``blink`` is needed with ``use_eye_gate``."""
         feats = self.encoding(x)  # [N, 3, D]
-        planes = feats.flatten(start_dim=-2)
         mode = self.transformer_recompute
         if torch.is_grad_enabled() and (mode == "always" or (mode == "cpu" and x.device.type == "cpu")):
+            return self._density_from_features(x, audio, blink, feats, recompute=True)
+        # One compiled block from the plane features on: transformer, gates and MLP (compilation.py).
+        return run(DTNeRFSubField._density_from_features, self._compiled(x), self, x, audio, blink, feats)
+
+    def _compiled(self, x: Tensor) -> bool:
+        return compile_applies(self.compile_mode, x.device)
+
+    def _density_from_features(
+        self,
+        x: Float[Tensor, "N 3"],
+        audio: Float[Tensor, "N A"],
+        blink: Optional[Float[Tensor, "N 1"]],
+        feats: Float[Tensor, "N 3 D"],
+        recompute: bool = False,
+    ) -> Tuple[Float[Tensor, "N 1"], Float[Tensor, "N E"], Float[Tensor, "N 2"]]:
+        planes = feats.flatten(start_dim=-2)
+        if recompute:
             cond = checkpoint(self.transformer, audio, x, feats, use_reentrant=False)  # [N, out]
         else:
             cond = self.transformer(audio, x, feats)  # [N, out]
@@ -164,6 +183,11 @@ class DTNeRFSubField(nn.Module):
         blink: Optional[Float[Tensor, "N 1"]] = None,
     ) -> Float[Tensor, "N 3"]:
         """Colour from the density embedding, encoded view direction and (face) eye blink."""
+        return run(DTNeRFSubField._color, self._compiled(embedding), self, embedding, direction_encoding, blink)
+
+    def _color(
+        self, embedding: Float[Tensor, "N E"], direction_encoding: Float[Tensor, "N Dd"], blink: Optional[Tensor]
+    ) -> Float[Tensor, "N 3"]:
         inputs = [embedding, direction_encoding]
         if self.use_blink:
             assert blink is not None, "this sub-field needs the blink scalar"

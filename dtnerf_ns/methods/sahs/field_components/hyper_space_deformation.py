@@ -18,6 +18,8 @@ from nerfstudio.field_components.encodings import NeRFEncoding
 from nerfstudio.field_components.mlp import MLP
 from torch import Tensor, nn
 
+from dtnerf_ns.core.compilation import CompileMode, compile_applies, run
+
 
 def middle_skip(num_layers: int) -> Optional[Tuple[int]]:
     """NeRF's skip connection (the input joins again after the first half), for nerfstudio's MLP: at layer
@@ -79,6 +81,8 @@ class HyperSpaceDeformation(nn.Module):
             if self.ambient_dim > 0
             else None
         )
+        self.compile_mode: CompileMode = "auto"
+        """Whether the encodings and MLPs run as one compiled block (set by the model's ``compile`` setting)."""
         # Start at the identity (HyperNeRF initialises its warp and ambient outputs near zero): the template is
         # learned first, then deformed.
         for mlp in (self.deform_mlp, self.ambient_mlp):
@@ -93,6 +97,9 @@ class HyperSpaceDeformation(nn.Module):
         """x in the template's normalised space ([-1, 1]^3); returns (x', w)."""
         if self.deform_mlp is None and self.ambient_mlp is None:
             return x, x.new_zeros(x.shape[0], 0)
+        return run(HyperSpaceDeformation._deform, compile_applies(self.compile_mode, x.device), self, x, pose, feature)
+
+    def _deform(self, x: Tensor, pose: Tensor, feature: Tensor) -> Tuple[Tensor, Tensor]:
         inputs = torch.cat([self.position_encoding(x), self.pose_encoding(pose), feature], dim=-1)
         # The authors' code bounds dx with tanh (normalised units).
         x_canonical = x + torch.tanh(self.deform_mlp(inputs)) if self.deform_mlp is not None else x

@@ -20,6 +20,7 @@ from nerfstudio.field_components.encodings import NeRFEncoding, SHEncoding
 from nerfstudio.field_components.mlp import MLP
 from torch import Tensor, nn
 
+from dtnerf_ns.core.compilation import CompileMode, compile_applies, run
 from dtnerf_ns.core.field_components.lean_hash_encoding import LeanHashEncoding
 from dtnerf_ns.methods.sahs.field_components.hyper_space_deformation import middle_skip
 
@@ -72,6 +73,8 @@ class SemanticTemplate(nn.Module):
     ) -> None:
         super().__init__()
         self.implementation = implementation
+        self.compile_mode: CompileMode = "auto"
+        """Whether the MLP blocks run compiled (set by the model's ``compile`` setting)."""
         self.ambient_encoding = _nerf_encoding(ambient_dim, ambient_frequencies) if ambient_dim > 0 else None
         ambient_out = self.ambient_encoding.get_out_dim() if self.ambient_encoding is not None else 0
         if implementation == "mlp":
@@ -103,6 +106,9 @@ class SemanticTemplate(nn.Module):
     def density(self, x: Float[Tensor, "n 3"], w: Float[Tensor, "n W"]) -> Tuple[Float[Tensor, "n 1"], Float[Tensor, "n G"]]:
         """Raw density and the geometry feature at canonical points x' in [-1, 1]^3 with ambient coordinates w."""
         position = self.position_encoding(x if self.implementation == "mlp" else (x + 1.0) / 2.0)
+        return run(SemanticTemplate._trunk, compile_applies(self.compile_mode, x.device), self, position, w)
+
+    def _trunk(self, position: Tensor, w: Tensor) -> Tuple[Tensor, Tensor]:
         inputs = [position] if self.ambient_encoding is None else [position, self.ambient_encoding(w)]
         h = self.trunk(torch.cat(inputs, dim=-1))
         if self.density_head is not None:
@@ -113,6 +119,10 @@ class SemanticTemplate(nn.Module):
         self, geo: Float[Tensor, "n G"], directions: Float[Tensor, "n 3"], grid_feature: Float[Tensor, "n E"]
     ) -> Dict[str, Tensor]:
         """Colour [n, 3] in [0, 1] (unit view directions) and semantic logits [n, K]."""
+        compiled = compile_applies(self.compile_mode, geo.device)
+        return run(SemanticTemplate._branches, compiled, self, geo, directions, grid_feature)
+
+    def _branches(self, geo: Tensor, directions: Tensor, grid_feature: Tensor) -> Dict[str, Tensor]:
         d = self.direction_encoding(directions)  # both take unit vectors (nerfstudio's torch SH does)
         rgb = self.colour_branch(torch.cat([geo, d, grid_feature], dim=-1))
         return {"rgb": rgb, "semantics": self.semantic_branch(geo)}

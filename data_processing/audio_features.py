@@ -8,10 +8,12 @@ of 16 steps centred on each video frame, giving ``[num_frames, 16, C]``. Those s
 (C = 29) or wav2vec/HuBERT features, whose weights must be downloaded; users who have them pass their arrays with
 ``--audio-features FILE.npy`` (:func:`load_feature_file`). What we compute without downloads:
 
-* ``visemes12+logmel29`` (default): soft viseme evidence from pocketsphinx's packaged all-phone decoder
-  (:mod:`data_processing.phonetics`; what is said, the same for any speaker) beside the running log-mel channels
-  (how loud and how it sounds).
-* ``visemes12-pocketsphinx``: the viseme evidence alone.
+* ``visemes12-stream+logmel29`` (default): soft viseme evidence from pocketsphinx's packaged all-phone decoder
+  (:mod:`data_processing.phonetics`; what is said, the same for any speaker), the file decoded once as a stream,
+  beside the running log-mel channels (how loud and how it sounds).
+* ``visemes12+logmel29``: the same with each 0.4 s block decoded again with 1.2 s of context (4x the decoding; the
+  previous default, kept so that models trained on it still render).
+* ``visemes12-pocketsphinx``: that kind's viseme evidence alone.
 * ``logmel29-running-gated-30db``: 29 log mel-filterbank channels, each referenced to its own loud level (95th
   percentile) over the last 8 s and the next 0.2 s, and gated 30 dB below it, so pauses read 0 whatever the room noise
   and the speaker's and microphone's spectra cancel (as cepstral mean normalisation does).
@@ -19,8 +21,9 @@ of 16 steps centred on each video frame, giving ``[num_frames, 16, C]``. Those s
   render; it is not segment-independent.
 
 Every kind except the last is computed in blocks of ``BLOCK_SECONDS`` on a grid anchored at the signal's start,
-each block from bounded context, so :func:`windows_for_span` gives a stretch of a file exactly the features it has
-inside the whole file (what ``dtnerf-render --start/--duration`` uses), and the features could be computed live.
+each block from the audio before it (bounded, or the whole past for the streamed decode) and a fixed look-ahead, so
+:func:`windows_for_span` gives a stretch of a file exactly the features it has inside the whole file (what
+``dtnerf-render --start/--duration`` uses), and the features could be computed live.
 """
 
 from __future__ import annotations
@@ -110,7 +113,7 @@ def log_mel_running(signal: Float[np.ndarray, "samples"]) -> Float[np.ndarray, "
 
 
 def visemes(
-    signal: Float[np.ndarray, "samples"], log_mel: Optional[np.ndarray] = None
+    signal: Float[np.ndarray, "samples"], log_mel: Optional[np.ndarray] = None, streamed: bool = False
 ) -> Float[np.ndarray, "steps 12"]:
     """Viseme evidence (:func:`phonetics.viseme_posteriors`), forced to silence in pauses.
 
@@ -119,9 +122,10 @@ def visemes(
     read 0 there) or when it is quieter than ``SILENCE_DBFS`` (the relative gate has no loud level to refer to before
     the first word of a file).
     """
-    from data_processing.phonetics import viseme_posteriors
+    from data_processing.phonetics import viseme_posteriors, viseme_posteriors_streamed
 
-    post = viseme_posteriors(signal, rate=FEATURE_RATE, hop_seconds=BLOCK_SECONDS, lookahead_seconds=LOOKAHEAD_SECONDS)
+    decode = viseme_posteriors_streamed if streamed else viseme_posteriors
+    post = decode(signal, rate=FEATURE_RATE, hop_seconds=BLOCK_SECONDS, lookahead_seconds=LOOKAHEAD_SECONDS)
     log_mel = log_mel_running(signal) if log_mel is None else log_mel
     quiet = ~np.any(log_mel > 0.0, axis=1) | (_step_level_dbfs(signal, len(post)) < SILENCE_DBFS)
     post[quiet] = 0.0
@@ -134,21 +138,31 @@ def visemes_and_log_mel(signal: Float[np.ndarray, "samples"]) -> Float[np.ndarra
     return np.concatenate([visemes(signal, log_mel), log_mel], axis=1)
 
 
+def streamed_visemes_and_log_mel(signal: Float[np.ndarray, "samples"]) -> Float[np.ndarray, "steps 41"]:
+    log_mel = log_mel_running(signal)
+    return np.concatenate([visemes(signal, log_mel, streamed=True), log_mel], axis=1)
+
+
 class FeatureKind(NamedTuple):
     compute: Callable[[np.ndarray], np.ndarray]
     channels: int
     segment_independent: bool
+    """A step depends on bounded audio around it (the look-ahead after it, ``context`` before it)."""
+    context: Optional[float] = PREROLL_SECONDS
+    """Seconds of past audio :func:`windows_for_span` decodes before a span; None: from the start of the file."""
 
 
 FEATURE_KINDS: Dict[str, FeatureKind] = {
+    "visemes12-stream+logmel29": FeatureKind(streamed_visemes_and_log_mel, 12 + NUM_MEL_CHANNELS, True, None),
     "visemes12+logmel29": FeatureKind(visemes_and_log_mel, 12 + NUM_MEL_CHANNELS, True),
     "visemes12-pocketsphinx": FeatureKind(visemes, 12, True),
     "logmel29-running-gated-30db": FeatureKind(log_mel_running, NUM_MEL_CHANNELS, True),
     "logmel29-peak-gated-30db": FeatureKind(log_mel_whole_utterance, NUM_MEL_CHANNELS, False),
 }
-DEFAULT_KIND = "visemes12+logmel29"
+DEFAULT_KIND = "visemes12-stream+logmel29"
 FeatureKindName = Literal[
-    "visemes12+logmel29", "visemes12-pocketsphinx", "logmel29-running-gated-30db", "logmel29-peak-gated-30db"
+    "visemes12-stream+logmel29", "visemes12+logmel29", "visemes12-pocketsphinx", "logmel29-running-gated-30db",
+    "logmel29-peak-gated-30db",
 ]
 """The kinds as a type, for command-line choices."""
 assert get_args(FeatureKindName) == tuple(FEATURE_KINDS)
@@ -192,14 +206,17 @@ def windows_for_span(
 ) -> Float[np.ndarray, "num_frames window C"]:
     """Windows of ``num_frames`` frames from ``start_seconds`` of a longer signal, as the whole signal would give them.
 
-    Computed from ``PREROLL_SECONDS`` before the span, starting on the block grid, to the span's end: a
-    segment-independent kind then gives exactly the whole file's values, except within the look-ahead of the span's
-    end, where the whole file would have seen the audio that follows.
+    Computed from the kind's context before the span (``PREROLL_SECONDS``, or the file's start for the streamed
+    decode), starting on the block grid, to the span's end: a segment-independent kind then gives exactly the whole
+    file's values, except within the look-ahead of the span's end, where the whole file would have seen the audio
+    that follows.
     """
-    if not check_kind(kind).segment_independent:
+    feature_kind = check_kind(kind)
+    if not feature_kind.segment_independent:
         return audio_windows_for_frames(signal[int(round(start_seconds * SAMPLE_RATE)) :], num_frames, fps, kind)
     block = BLOCK_SECONDS * SAMPLE_RATE
-    preroll = int(np.floor(max(0.0, start_seconds - PREROLL_SECONDS) * SAMPLE_RATE / block) * block)
+    context = start_seconds if feature_kind.context is None else feature_kind.context
+    preroll = int(np.floor(max(0.0, start_seconds - context) * SAMPLE_RATE / block) * block)
     end = int(round((start_seconds + num_frames / fps) * SAMPLE_RATE))
     features = speech_features(signal[preroll:end], kind)
     return frame_windows(features, num_frames, fps, start_seconds - preroll / SAMPLE_RATE).astype(np.float32)

@@ -100,7 +100,7 @@ def test_a_span_gets_the_features_it_has_in_the_whole_file(speech):
 
 def test_windows_for_a_whole_file_and_kinds(tmp_path):
     signal = audio.load_audio(write_wav(tmp_path / "tone.wav", seconds=2.0))
-    for kind, channels in (("logmel29-running-gated-30db", 29), ("visemes12+logmel29", 41)):
+    for kind, channels in (("logmel29-running-gated-30db", 29), ("visemes12+logmel29", 41), ("visemes12-stream+logmel29", 41)):
         feats = audio_features.audio_windows_for_frames(signal, num_frames=50, fps=25, kind=kind)
         assert feats.shape == (50, 16, channels) and feats.dtype == np.float32
     with pytest.raises(ProcessingError, match="unknown audio feature kind 'deepspeech'; choose one of"):

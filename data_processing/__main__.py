@@ -2,4 +2,5 @@
 
 from data_processing.process_video import entrypoint
 
-entrypoint()
+if __name__ == "__main__":  # dtnerf-process's worker processes import this module again (spawn): only run here
+    entrypoint()

@@ -17,7 +17,21 @@ SAMPLE_RATE = 16000
 """Audio is resampled to 16 kHz mono, the rate speech models (and DeepSpeech) expect."""
 
 
+@dataclass
+class DecodedAudio:
+    signal: Float[np.ndarray, "samples"]
+    """16 kHz mono in [-1, 1], sample 0 at the first video frame (for a video file)."""
+    start_offset_seconds: float
+    """How much later than the first video frame the audio stream started (negative: earlier), corrected in
+    ``signal``; 0 for an audio file."""
+
+
 def load_audio(path: Path) -> Float[np.ndarray, "samples"]:
+    """:func:`decode_audio`'s signal."""
+    return decode_audio(path).signal
+
+
+def decode_audio(path: Path) -> DecodedAudio:
     """Decode any audio (wav, mp3, m4a, or a video's audio track) to 16 kHz mono float32 in [-1, 1].
 
     For a file with a video stream, sample 0 is at the time of the first video frame (time 0 of
@@ -66,12 +80,14 @@ def load_audio(path: Path) -> Float[np.ndarray, "samples"]:
         raise ProcessingError(f"the audio track of {path} is empty.")
     signal = np.concatenate(chunks).astype(np.float32) / 32768.0
     video_start = first_frame_time(path) if has_video else None  # also None for cover art in audio files
+    offset = 0.0
     if audio_start is not None and video_start is not None:
         shift = int(round((audio_start - video_start) * SAMPLE_RATE))
+        offset = shift / SAMPLE_RATE
         signal = np.concatenate([np.zeros(shift, np.float32), signal]) if shift > 0 else signal[-shift:]
         if len(signal) == 0:
             raise ProcessingError(f"the audio track of {path} ends before its video starts.")
-    return signal
+    return DecodedAudio(signal, offset)
 
 
 @dataclass

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import struct
+import zlib
 from pathlib import Path
 from typing import Any, Optional, Tuple
 
@@ -56,11 +58,31 @@ def write_image(path: Path, image: np.ndarray, jpeg_quality: int = 95) -> None:
 
 
 def write_mask(path: Path, mask: np.ndarray) -> None:
-    """Write a boolean mask as a 1-bit PNG (0/255 when read back); ~8x faster to encode than 8-bit."""
-    ok, buf = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_BILEVEL, 1])
-    if not ok:
-        raise OSError(f"could not encode mask {path}")
-    write_bytes(path, buf.tobytes())
+    """Write a boolean mask as a 1-bit grayscale PNG (0/255 when read back), atomically."""
+    write_bytes(path, _png(np.packbits(np.asarray(mask, dtype=bool), axis=1), mask.shape[1], bit_depth=1))
+
+
+def _png(rows: np.ndarray, width: int, bit_depth: int) -> bytes:
+    """A grayscale PNG of packed ``rows`` [H, bytes per row]: no row filters, zlib level 1. libpng's adaptive
+    filtering made ``cv2.imencode`` take 1.9 ms for a 512x512 8-bit map whatever the compression level, this 0.7 ms;
+    1-bit masks 0.15 ms against 0.46 (then 1.2 ms in a busy worker). Any PNG reader reads them."""
+    height = rows.shape[0]
+    data = np.zeros((height, rows.shape[1] + 1), np.uint8)  # each row: filter type 0, then its bytes
+    data[:, 1:] = rows
+
+    def chunk(kind: bytes, payload: bytes) -> bytes:
+        return struct.pack(">I", len(payload)) + kind + payload + struct.pack(">I", zlib.crc32(kind + payload) & 0xFFFFFFFF)
+
+    header = struct.pack(">IIBBBBB", width, height, bit_depth, 0, 0, 0, 0)  # grayscale, no interlace
+    idat = zlib.compress(data.tobytes(), 1)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", idat) + chunk(b"IEND", b"")
+
+
+def write_label_map(path: Path, labels: np.ndarray) -> None:
+    """Write an 8-bit single-channel map (semantic class ids) as a grayscale PNG, atomically."""
+    if labels.ndim != 2 or labels.dtype != np.uint8:
+        raise ValueError(f"a label map is [H, W] uint8, got {labels.dtype} {labels.shape}")
+    write_bytes(path, _png(labels, labels.shape[1], bit_depth=8))
 
 
 def read_mask(path: Path, size: Optional[Tuple[int, int]] = None) -> np.ndarray:

@@ -13,19 +13,23 @@ import hashlib
 import json
 import shutil
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Optional
 
 import numpy as np
 
 from data_processing import dataset_layout as layout
+from data_processing import frame_stages
 from data_processing.audio_features import DEFAULT_KIND
 from data_processing.errors import ProcessingError
-from data_processing.io_utils import read_image, read_mask, save_npy, write_image, write_json, write_mask
+from data_processing.io_utils import save_npy, write_json
 
-STAGES = ("crop", "track", "audio", "poses", "masks", "signals", "finish")
+STAGES = ("crop", "background", "track", "audio", "poses", "masks", "signals", "finish")
+STAGE_LAYOUT = 2
+"""Changes when the stages' work changes: a staging folder left by another layout is started afresh."""
+BACKGROUND_SAMPLES = 200
+"""Frames, spread over the clip, from which the static background is estimated."""
 
 
 @dataclass
@@ -44,6 +48,8 @@ class ProcessingOptions:
     focal: Optional[float] = None
     audio_feature_kind: str = DEFAULT_KIND
     """One of ``audio_features.FEATURE_KINDS`` (ignored when the user brings a features file)."""
+    rotate: int = 0
+    """Clockwise degrees (0, 90, 180, 270) to turn the frames besides the file's own rotation metadata."""
 
 
 def _file_id(path: Optional[Path]) -> Optional[dict]:
@@ -54,31 +60,13 @@ def _file_id(path: Optional[Path]) -> Optional[dict]:
 
 
 def _fingerprint(video: Path, audio: Optional[Path], options: ProcessingOptions, features: Optional[Path] = None) -> str:
-    data = {"video": _file_id(video), "audio": _file_id(audio), "options": asdict(options), "version": layout.DATASET_VERSION}
+    settings = asdict(options)
+    if not settings["rotate"]:  # an option added later: datasets made without it keep their fingerprint
+        del settings["rotate"]
+    data = {"video": _file_id(video), "audio": _file_id(audio), "options": settings, "version": layout.DATASET_VERSION}
     if features is not None:
         data["audio_features"] = _file_id(features)
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def interpolate_gaps(landmarks: List[Optional[np.ndarray]]) -> np.ndarray:
-    """Fill frames without a face by linear interpolation between the nearest found frames
-    (or by copying the nearest one at the ends)."""
-    found = np.array([lm is not None for lm in landmarks])
-    idx = np.flatnonzero(found)
-    shape = landmarks[idx[0]].shape
-    stacked = np.stack([lm if lm is not None else np.zeros(shape, np.float32) for lm in landmarks])
-    flat = stacked.reshape(len(landmarks), -1)
-    for col in range(flat.shape[1]):
-        flat[~found, col] = np.interp(np.flatnonzero(~found), idx, flat[idx, col])
-    return flat.reshape(stacked.shape).astype(np.float32)
-
-
-def longest_gap(found: np.ndarray) -> int:
-    best = run = 0
-    for f in found:
-        run = 0 if f else run + 1
-        best = max(best, run)
-    return best
 
 
 class Pipeline:
@@ -93,6 +81,7 @@ class Pipeline:
         overwrite: bool = False,
         console=None,
         audio_features: Optional[Path] = None,
+        workers: int = 2,
     ):
         from rich.console import Console
 
@@ -105,14 +94,19 @@ class Pipeline:
         self.overwrite = overwrite
         self.console = console or Console(stderr=True)
         self.stage_dir = self.output_dir.parent / f".{self.output_dir.name}.partial"
+        self.workers = workers
+        """Worker processes for the frames (and one more for the audio features); 0: all in this process."""
         self.state: Dict = {}
         self._audio_signal: Optional[np.ndarray] = None
+        self._audio_offset = 0.0
+        self._audio_features = None
+        """The audio features being computed in a worker since the start (a future), while the video is tracked."""
 
     # -- bookkeeping -------------------------------------------------------------------------
     def _save_state(self) -> None:
         write_json(self.stage_dir / "stages.json", self.state)
 
-    def _progress(self):
+    def progress_bar(self):
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
         return Progress(
@@ -128,18 +122,22 @@ class Pipeline:
 
     def _check_inputs(self):
         """Everything that can be refused before any work: runs before the staging dir exists."""
-        from data_processing.audio import fit_audio_to_video, load_audio
+        from data_processing.audio import decode_audio, fit_audio_to_video
+        from data_processing.input_checks import check_speech
         from data_processing.video import probe_video
 
-        info = probe_video(self.video)
+        info = probe_video(self.video, extra_rotation=self.options.rotate)
         if self.audio_path is None and not info.has_audio:
             raise ProcessingError(f"{self.video} has no audio track; pass the speech with --audio FILE.")
-        n = self._expected_frames(info)
+        n = self.expected_frames(info)
         if n < 16:
             raise ProcessingError(f"{self.video} gives only {n} frames at {self.options.fps:g} fps; at least 16 are needed (a talking clip of a few minutes is best).")
         # Decoded once: checked here, turned into features by the audio stage of this run.
-        self._audio_signal = load_audio(self.audio_path or self.video)
+        decoded = decode_audio(self.audio_path or self.video)
+        self._audio_signal, self._audio_offset = decoded.signal, decoded.start_offset_seconds
         fit_audio_to_video(self._audio_signal, n / self.options.fps)
+        if self.features_path is None:
+            check_speech(self._audio_signal, self.audio_path or self.video, from_option=self.audio_path is not None)
         if self.features_path is not None:
             from data_processing.audio_features import load_feature_file
 
@@ -165,12 +163,13 @@ class Pipeline:
                 raise ProcessingError(f"{self.output_dir} is not empty and is not a dtnerf dataset; choose another --output-dir or pass --overwrite.")
         return info, False
 
-    def _expected_frames(self, info) -> int:
+    def expected_frames(self, info) -> int:
         n = info.num_output_frames(self.options.fps)
         return n if self.options.max_frames is None else min(n, self.options.max_frames)
 
     def run(self) -> dict:
         info, already = self._check_inputs()
+        self.pool = None
         if already:
             self.console.print(f"[green]Already processed:[/green] {self.output_dir} (same video and options).")
             return json.loads((self.output_dir / layout.REPORT).read_text(encoding="utf-8"))
@@ -182,22 +181,21 @@ class Pipeline:
                 self.state = json.loads(state_file.read_text(encoding="utf-8"))
             except ValueError:
                 self.state = {}
-        if self.state.get("fingerprint") != fingerprint:
+        if self.state.get("fingerprint") != fingerprint or self.state.get("layout") != STAGE_LAYOUT:
             shutil.rmtree(self.stage_dir, ignore_errors=True)
-            self.state = {"fingerprint": fingerprint, "done": {}, "timings": {}}
+            self.state = {"fingerprint": fingerprint, "layout": STAGE_LAYOUT, "done": {}, "timings": {}}
         elif self.state["done"]:
             self.console.print(f"Resuming: stages {', '.join(self.state['done'])} already done in {self.stage_dir}.")
         self.stage_dir.mkdir(parents=True, exist_ok=True)
         self._save_state()
+        from data_processing.frame_pass import Workers
+
         try:
-            for name in STAGES:
-                if name in self.state["done"]:
-                    continue
-                start = time.perf_counter()
-                result = getattr(self, f"_stage_{name}")() or {}
-                self.state["timings"][name] = round(time.perf_counter() - start, 3)
-                self.state["done"][name] = result
-                self._save_state()
+            # One more worker than the frames' ranges: the audio features are computed meanwhile.
+            with Workers(self.workers + 1 if self.workers > 0 else 0) as self.pool:
+                self._start_audio_features()
+                for name in STAGES:
+                    self._run_stage(name)
         except ProcessingError:
             shutil.rmtree(self.stage_dir, ignore_errors=True)
             raise
@@ -210,76 +208,68 @@ class Pipeline:
         self.stage_dir.rename(self.output_dir)
         return json.loads((self.output_dir / layout.REPORT).read_text(encoding="utf-8"))
 
-    def _result(self, stage: str) -> dict:
+    def _run_stage(self, name: str) -> None:
+        if name not in self.state["done"]:
+            self._started = time.perf_counter()
+            self._record(name, getattr(self, f"_stage_{name}")() or {})
+
+    def _record(self, name: str, result: dict) -> None:
+        """Marks a stage done (the staging folder's stages.json) with its result and the seconds since it started."""
+        self.state["timings"][name] = round(time.perf_counter() - self._started, 3)
+        self.state["done"][name] = result
+        self._save_state()
+
+    def result(self, stage: str) -> dict:
         return self.state["done"][stage]
 
     @property
     def num_frames(self) -> int:
-        return self._result("track")["num_frames"]
+        return self.result("track")["num_frames"]
 
     # -- stages ------------------------------------------------------------------------------
+    # Stages on the video's frames: data_processing/frame_stages.py.
     def _stage_crop(self) -> dict:
-        from data_processing.face_tracking import find_crop
-        from data_processing.video import sample_frames
+        return frame_stages.crop(self)
 
-        with self.console.status("Finding the face region..."):
-            crop, rate = find_crop(sample_frames(self.info), self.info.width, self.info.height, self.options.crop_scale)
-        self.console.print(f"crop: {crop.size}x{crop.size} px at ({crop.x0}, {crop.y0}) of {self.info.width}x{self.info.height}, resized to {self.options.size}")
-        return {"x0": crop.x0, "y0": crop.y0, "size": crop.size, "sample_face_rate": rate}
+    def _stage_background(self) -> dict:
+        return frame_stages.background(self)
 
     def _stage_track(self) -> dict:
-        import cv2
+        return frame_stages.track(self)
 
-        from data_processing.face_tracking import CropBox, FaceTracker
-        from data_processing.masks import BackgroundAccumulator
-        from data_processing.video import iter_frames_at_rate, prefetch
+    def crop_box(self):
+        from data_processing.face_tracking import CropBox
 
-        root, size, opts = self.stage_dir, self.options.size, self.options
-        for sub in ["images"] + [f"masks/{k}" for k in layout.MASK_KINDS] + ["semantics", "headless"]:
-            (root / sub).mkdir(parents=True, exist_ok=True)
-        crop = CropBox(**{k: self._result("crop")[k] for k in ("x0", "y0", "size")})
-        expected = self._expected_frames(self.info)
-        landmarks: List[Optional[np.ndarray]] = []
-        background = BackgroundAccumulator(size, size)
-        start = time.perf_counter()
-        with FaceTracker() as tracker, ThreadPoolExecutor(2) as pool, self._progress() as progress:
-            task = progress.add_task("frames", total=expected, rate="")
-            pending = []
-            for k, frame in prefetch(iter_frames_at_rate(self.info, opts.fps, expected)):
-                image = crop.apply(frame)
-                if image.shape[0] != size:
-                    image = cv2.resize(image, (size, size), interpolation=cv2.INTER_AREA if image.shape[0] > size else cv2.INTER_CUBIC)
-                image = np.ascontiguousarray(image)
-                landmarks.append(tracker.landmarks(image))
-                person = tracker.person_mask(image)
-                background.add(image, person)
-                pending.append(pool.submit(write_image, layout.image_path(root, k), image))
-                pending.append(pool.submit(write_mask, layout.mask_path(root, "person", k), person))
-                if len(pending) > 64:  # bound memory: frames stream to disk
-                    for f in pending:
-                        f.result()
-                    pending = []
-                progress.update(task, advance=1, rate=f"{(k + 1) / (time.perf_counter() - start):.0f} frames/s")
-            for f in pending:
-                f.result()
-        n = len(landmarks)
-        if n < 16:
-            raise ProcessingError(f"only {n} frames could be decoded from {self.video}; at least 16 are needed.")
-        found = np.array([lm is not None for lm in landmarks])
-        rate = float(found.mean())
-        gap = longest_gap(found)
-        if rate < opts.min_face_rate or found.sum() < 2:
-            raise ProcessingError(
-                f"a face was found in only {int(found.sum())} of {n} frames ({100 * rate:.0f}%, at least {100 * opts.min_face_rate:.0f}% needed); "
-                "use a clip where one face is visible throughout."
-            )
-        if gap > opts.max_gap_seconds * opts.fps:
-            raise ProcessingError(f"no face for {gap} frames in a row ({gap / opts.fps:.1f} s, at most {opts.max_gap_seconds:g} s allowed); trim the clip to the part where the face is visible.")
-        save_npy(root / layout.LANDMARKS, interpolate_gaps(landmarks))
-        save_npy(root / "face_found.npy", found)
-        bg, filled = background.result()
-        write_image(root / layout.BACKGROUND, bg)
-        return {"num_frames": n, "face_rate": rate, "frames_without_face": int((~found).sum()), "longest_gap": gap, "background_filled_fraction": filled}
+        return CropBox(**{k: self.result("crop")[k] for k in ("x0", "y0", "size")})
+
+    def progress_callback(self, progress, name: str, total: int):
+        """A progress task; returns the callback that advances it by the frames workers report."""
+        task = progress.add_task(name, total=total, rate="")
+        state = {"done": 0, "start": time.perf_counter()}
+
+        def advance(frames: int) -> None:
+            state["done"] += frames
+            rate = state["done"] / max(1e-9, time.perf_counter() - state["start"])
+            progress.update(task, advance=frames, rate=f"{rate:.0f} frames/s")
+
+        return advance
+
+    def _fitted_audio(self, n: int):
+        from data_processing import audio as audio_mod
+
+        return audio_mod.fit_audio_to_video(self._audio_signal, n / self.options.fps)
+
+    def _start_audio_features(self) -> None:
+        """Starts our audio features in a worker, for the frame count the video should give, before the video is
+        tracked (the audio stage takes them, or computes them again if fewer frames decoded)."""
+        if "audio" in self.state["done"] or self.features_path is not None:
+            return
+        from data_processing.audio_features import audio_windows_for_frames
+
+        n = self.expected_frames(self.info)
+        self._audio_features = (n, self.pool.submit(
+            audio_windows_for_frames, self._fitted_audio(n).signal, n, self.options.fps, self.options.audio_feature_kind
+        ))  # fmt: skip
 
     def _stage_audio(self) -> dict:
         from data_processing import audio as audio_mod
@@ -289,7 +279,7 @@ class Pipeline:
         source = self.audio_path or self.video
         signal = self._audio_signal
         raw_seconds = len(signal) / audio_mod.SAMPLE_RATE
-        fit = audio_mod.fit_audio_to_video(signal, n / fps)
+        fit = self._fitted_audio(n)
         if fit.padded_seconds > 0:
             self.console.print(f"[yellow]note:[/yellow] the audio is {fit.padded_seconds:.2f} s shorter than the video; padded with silence.")
         if self.features_path is not None:
@@ -298,7 +288,11 @@ class Pipeline:
         else:
             kind = self.options.audio_feature_kind
             with self.console.status(f"Computing audio features ({kind})..."):
-                feats = audio_features.audio_windows_for_frames(fit.signal, n, fps, kind)
+                started = self._audio_features
+                if started is not None and started[0] == n:
+                    feats = self.pool.wait([started[1]], lambda frames: None)[0]
+                else:  # resumed, or fewer frames decoded than expected
+                    feats = audio_features.audio_windows_for_frames(fit.signal, n, fps, kind)
         if feats.shape[0] != n:
             raise ProcessingError(f"audio features have {feats.shape[0]} frames but the video has {n}.")
         audio_mod.write_wav(self.stage_dir / layout.AUDIO_WAV, fit.signal)
@@ -306,6 +300,7 @@ class Pipeline:
         return {
             "source": str(source),
             "seconds": raw_seconds,
+            "start_offset_seconds": self._audio_offset,
             "padded_seconds": fit.padded_seconds,
             "trimmed_seconds": fit.trimmed_seconds,
             "feature_shape": list(feats.shape),
@@ -321,54 +316,20 @@ class Pipeline:
         from data_processing import head_pose as hp
 
         landmarks = np.load(self.stage_dir / layout.LANDMARKS)
-        size, focal = self.options.size, self._focal()
         with self.console.status("Fitting head poses..."):
-            canonical = hp.canonical_face(landmarks)
-            raw = hp.fit_head_poses(landmarks, canonical, focal, size / 2, size / 2)
-            smooth = hp.smooth_head_poses(raw, self.options.pose_smoothing)
-        c2w = hp.camera_to_world(smooth)
-        save_npy(self.stage_dir / "camera_to_world.npy", c2w.astype(np.float32))
-        save_npy(self.stage_dir / layout.CANONICAL_FACE, (canonical @ hp.FLIP_YZ).astype(np.float32))
-        # How well the smoothed cameras explain the landmarks: mean reprojection error (pixels).
-        from data_processing.face_regions import STABLE_POINTS
-
-        world = canonical[STABLE_POINTS] @ hp.FLIP_YZ
-        errors = [np.linalg.norm(hp.project(world, m, focal, size / 2, size / 2) - lm[STABLE_POINTS, :2], axis=1).mean() for m, lm in zip(c2w, landmarks)]
-        before, after = hp.pose_jitter(raw), hp.pose_jitter(smooth)
+            fit = hp.fit_cameras(landmarks, self.options.size, self._focal(), self.options.pose_smoothing)
+        save_npy(self.stage_dir / "camera_to_world.npy", fit.camera_to_world.astype(np.float32))
+        save_npy(self.stage_dir / layout.CANONICAL_FACE, fit.canonical_world.astype(np.float32))
+        before, after = fit.summary["jitter_before"], fit.summary["jitter_after"]
         self.console.print(
             f"head pose jitter: rotation {before['rotation_deg']:.3f} -> {after['rotation_deg']:.3f} deg, "
             f"translation {before['translation_pct_face']:.2f} -> {after['translation_pct_face']:.2f} % of face width; "
-            f"reprojection {np.mean(errors):.2f} px"
+            f"reprojection {fit.summary['reprojection_px']:.2f} px"
         )
-        distance = np.linalg.norm(c2w[:, :3, 3], axis=1)
-        return {"jitter_before": before, "jitter_after": after, "reprojection_px": float(np.mean(errors)), "focal": focal, "camera_distance": [float(distance.min()), float(distance.max())]}
+        return fit.summary
 
     def _stage_masks(self) -> dict:
-        from data_processing.masks import frame_masks, headless_image, semantic_map
-
-        root, n = self.stage_dir, self.num_frames
-        landmarks = np.load(root / layout.LANDMARKS)
-        background = read_image(root / layout.BACKGROUND)
-        counts = np.zeros(len(layout.MASK_KINDS))
-
-        def one(i: int) -> np.ndarray:
-            image = read_image(layout.image_path(root, i))
-            person = read_mask(layout.mask_path(root, "person", i))
-            m = frame_masks(landmarks[i], person, image)
-            for kind in layout.MASK_KINDS:
-                if kind != "person":
-                    write_mask(layout.mask_path(root, kind, i), getattr(m, kind))
-            write_image(layout.semantics_path(root, i), semantic_map(landmarks[i], m))
-            write_image(layout.headless_path(root, i), headless_image(image, background, m))
-            return np.array([getattr(m, k).any() for k in layout.MASK_KINDS])
-
-        start = time.perf_counter()
-        with ThreadPoolExecutor(2) as pool, self._progress() as progress:
-            task = progress.add_task("masks", total=n, rate="")
-            for done, nonempty in enumerate(pool.map(one, range(n)), 1):
-                counts += nonempty
-                progress.update(task, advance=1, rate=f"{done / (time.perf_counter() - start):.0f} frames/s")
-        return {"nonempty_fraction": {k: float(c / n) for k, c in zip(layout.MASK_KINDS, counts)}}
+        return frame_stages.gap_masks(self)
 
     def _stage_signals(self) -> dict:
         from data_processing import head_pose as hp
@@ -398,9 +359,9 @@ class Pipeline:
         c2w = np.load(root / "camera_to_world.npy")
         (root / "camera_to_world.npy").unlink()
         train, val = self._split()
-        audio = self._result("audio")
+        audio = self.result("audio")
         transforms = dataset_files.transforms_json(
-            root, c2w, self._result("poses")["focal"], self.options.size, self.options.fps, train, val,
+            root, c2w, self.result("poses")["focal"], self.options.size, self.options.fps, train, val,
             dataset_files.mouth_box(np.load(root / layout.CANONICAL_FACE)), audio["feature_shape"][1:], audio["feature_kind"],
         )  # fmt: skip
         write_json(root / layout.TRANSFORMS, transforms)
@@ -418,14 +379,15 @@ class Pipeline:
             "fps": self.options.fps,
             "size": self.options.size,
             "split": {"train": len(train), "test": len(val)},
-            "crop": self._result("crop"),
+            "crop": self.result("crop"),
             "audio": audio,
-            "face_detection_rate": self._result("track")["face_rate"],
-            "frames_without_face": self._result("track")["frames_without_face"],
-            "background_filled_fraction": self._result("track")["background_filled_fraction"],
-            "pose": self._result("poses"),
-            "masks": self._result("masks"),
-            "signals": self._result("signals"),
+            "face_detection_rate": self.result("track")["face_rate"],
+            "frames_without_face": self.result("track")["frames_without_face"],
+            "background_filled_fraction": self.result("background")["filled_fraction"],
+            "pose": self.result("poses"),
+            "masks": self.result("masks"),
+            "signals": self.result("signals"),
+            "workers": self.result("track").get("workers", 1),
             "timings_seconds": timings,
             "frames_per_second": {k: round(n / v, 1) for k, v in timings.items() if k in ("track", "masks") and v > 0},
         }

@@ -12,16 +12,20 @@ import os
 import shlex
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Literal, Optional
 
 import tyro
 from typing_extensions import Annotated
 
 from data_processing.audio_features import DEFAULT_KIND, FeatureKindName
-
 from data_processing.errors import ProcessingError
+
+
+def default_workers() -> int:
+    """One frame worker per CPU core (mediapipe runs on one), at most 8."""
+    return max(1, min(8, os.cpu_count() or 1))
 
 
 @dataclass
@@ -59,6 +63,12 @@ class ProcessVideo:
     """Refuse the video when a face is found in fewer than this fraction of frames."""
     max_frames: Optional[int] = None
     """Only process the first N frames (for quick trials)."""
+    rotate: Literal[0, 90, 180, 270] = 0
+    """Turn the frames this many degrees clockwise, besides the video's own rotation metadata: for a clip stored
+    sideways without it (dtnerf-process says which turn stands the head upright)."""
+    workers: int = field(default_factory=default_workers)
+    """Worker processes that track the frames side by side (default: one per CPU core, at most 8), plus one for the
+    audio features meanwhile; 0 runs everything in this process."""
     overwrite: bool = False
     """Replace an existing dataset in --output-dir."""
 
@@ -76,6 +86,7 @@ class ProcessVideo:
             min_face_rate=self.min_face_rate,
             max_frames=self.max_frames,
             audio_feature_kind=self.audio_feature_kind,
+            rotate=self.rotate,
         )
         for name, ok, hint in (
             ("--fps", self.fps > 0, "a positive number such as 25"),
@@ -83,12 +94,14 @@ class ProcessVideo:
             ("--crop-scale", self.crop_scale >= 1.0, "at least 1"),
             ("--min-face-rate", 0.0 <= self.min_face_rate <= 1.0, "between 0 and 1"),
             ("--max-frames", self.max_frames is None or self.max_frames >= 16, "at least 16"),
+            ("--workers", self.workers >= 0, "0 or more"),
         ):
             if not ok:
                 raise ProcessingError(f"{name} must be {hint}.")
         start = time.perf_counter()
         report = Pipeline(
-            self.video, self.output_dir, self.audio, options, self.overwrite, console, audio_features=self.audio_features
+            self.video, self.output_dir, self.audio, options, self.overwrite, console, audio_features=self.audio_features,
+            workers=self.workers,
         ).run()
         seconds = time.perf_counter() - start
         console.print(

@@ -83,13 +83,14 @@ def track_video(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn  # noqa: PLC0415
 
     from data_processing.face_tracking import FaceTracker, find_crop  # noqa: PLC0415
-    from data_processing.pipeline import ProcessingOptions, interpolate_gaps  # noqa: PLC0415
+    from data_processing.frame_stages import interpolate_gaps  # noqa: PLC0415
+    from data_processing.pipeline import ProcessingOptions  # noqa: PLC0415
     from data_processing.video import iter_frames_at_rate, prefetch, probe_video, sample_frames  # noqa: PLC0415
 
     options = ProcessingOptions()
     info = probe_video(path)
     try:
-        crop, _ = find_crop(sample_frames(info), info.width, info.height, options.crop_scale)
+        crop = find_crop(sample_frames(info), info.width, info.height, options.crop_scale).crop
     except ProcessingError as err:
         raise RenderError(f"--expressions-from {path}: {err}") from err
     landmarks = []

@@ -114,3 +114,39 @@ def test_background_from_uncovered_pixels():
     bg2, filled2 = acc2.result()
     assert filled2 == 16 / 400
     assert np.abs(bg2.astype(int) - 100).max() <= 2  # filled from the surroundings
+
+
+def test_box_dilation_and_histogram_median_give_the_whole_frame_results():
+    import cv2
+
+    from data_processing.masks import _dilate, _masked_median
+
+    rng = np.random.default_rng(0)
+    for radius in (1, 3, 8):
+        mask = np.zeros((120, 90), bool)
+        mask[rng.integers(0, 120, 12), rng.integers(0, 90, 12)] = True
+        mask[0, 5] = mask[119, 89] = True  # at the image's edges
+        disk = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+        np.testing.assert_array_equal(_dilate(mask, radius), cv2.dilate(mask.astype(np.uint8), disk) > 0)
+    assert not _dilate(np.zeros((10, 10), bool), 2).any()
+    image = rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)
+    for count in (1, 2, 7, 500):
+        mask = np.zeros((64, 48), bool)
+        mask.flat[rng.choice(64 * 48, count, replace=False)] = True
+        np.testing.assert_array_equal(_masked_median(image, mask, (1, 2)), np.median(image[mask][:, 1:], axis=0))
+
+
+def test_masks_and_label_maps_are_pngs_any_reader_reads(tmp_path):
+    from PIL import Image
+
+    from data_processing.io_utils import read_image, read_mask, write_label_map, write_mask
+
+    rng = np.random.default_rng(1)
+    for shape in ((37, 53), (1, 9), (9, 1), (64, 64)):
+        mask, labels = rng.random(shape) > 0.5, rng.integers(0, 12, shape, dtype=np.uint8)
+        write_mask(tmp_path / "m.png", mask)
+        write_label_map(tmp_path / "s.png", labels)
+        np.testing.assert_array_equal(read_mask(tmp_path / "m.png"), mask)
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "m.png")), mask)
+        np.testing.assert_array_equal(read_image(tmp_path / "s.png", grayscale=True), labels)
+        np.testing.assert_array_equal(np.asarray(Image.open(tmp_path / "s.png")), labels)

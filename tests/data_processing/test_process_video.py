@@ -44,7 +44,7 @@ def test_hdtf_sample_dataset(hdtf_dataset: Path):
     assert report["split"] == {"train": 175, "test": 25}
     assert report["face_detection_rate"] == 1.0
     assert report["audio"]["feature_shape"] == [200, 16, 41]
-    assert report["audio"]["feature_kind"] == "visemes12+logmel29"
+    assert report["audio"]["feature_kind"] == "visemes12-stream+logmel29"
     assert set(report["timings_seconds"]) >= {"crop", "track", "audio", "poses", "masks", "signals"}
     assert report["pose"]["jitter_after"]["rotation_deg"] < report["pose"]["jitter_before"]["rotation_deg"]
     assert report["pose"]["reprojection_px"] < 8.0
@@ -194,14 +194,14 @@ def test_interrupted_run_resumes(tmp_path, monkeypatch):
         Pipeline(need(HDTF), out, options=options).run()
     staging = tmp_path / ".ds.partial"
     assert not out.exists() and staging.is_dir()
-    assert set(json.loads((staging / "stages.json").read_text())["done"]) == {"crop", "track"}
+    assert set(json.loads((staging / "stages.json").read_text())["done"]) == {"crop", "background", "track"}
     monkeypatch.undo()
 
     def must_not_run(self):
         raise AssertionError("finished stage was run again")
 
-    monkeypatch.setattr(Pipeline, "_stage_track", must_not_run)
-    monkeypatch.setattr(Pipeline, "_stage_crop", must_not_run)
+    for stage in ("crop", "background", "track"):
+        monkeypatch.setattr(Pipeline, f"_stage_{stage}", must_not_run)
     report = Pipeline(HDTF, out, options=options).run()
     assert report["frames"] == 24 and not staging.exists()
     assert len(list((out / "images").glob("*.jpg"))) == 24
